@@ -1,0 +1,255 @@
+/*
+ * xml_stream.c - libexpat driven stream parser.
+ *
+ * Owns the expat parser, the stream root element (attributes only), the
+ * stanza being built and `pending`, the received bytes from the start of
+ * the current stanza.  Byte positions are expat's global byte indexes;
+ * pending_base is the index of pending.data[0].
+ *
+ * Invariant between feeds: pending holds exactly the bytes from the start
+ * of the open stanza (or nothing when no stanza is open).
+ */
+#include "xml_stream.h"
+
+#include <expat.h>
+#include <stdio.h>
+#include <string.h>
+
+struct xml_stream {
+    XML_Parser parser;
+    size_t max_stanza;
+    xml_stream_header_cb on_header;
+    xml_stream_stanza_cb on_stanza;
+    void *arg;
+
+    int depth;
+    struct xnode *root;    /* the stream element, attributes only */
+    struct xnode *stanza;  /* stanza under construction */
+    struct xnode *current; /* innermost open element */
+    long long stanza_start;
+    long long fed;         /* total bytes given to expat */
+    struct buf pending;
+    long long pending_base;
+
+    int status;
+    char error[256];
+};
+
+static void xs_fail(struct xml_stream *xs, int status, const char *msg)
+{
+    if (xs->status == XS_OK) {
+        xs->status = status;
+        snprintf(xs->error, sizeof xs->error, "%s", msg);
+    }
+    XML_StopParser(xs->parser, XML_FALSE);
+}
+
+static struct xnode *xs_make_element(const char *name, const char **attrs)
+{
+    struct xnode *n = xnode_new_element(name);
+    for (int i = 0; attrs[i]; i += 2)
+        xnode_set_attr(n, attrs[i], attrs[i + 1]);
+    return n;
+}
+
+static void XMLCALL xs_start(void *ud, const char *name, const char **attrs)
+{
+    struct xml_stream *xs = ud;
+    if (xs->status != XS_OK)
+        return;
+    long long pos = XML_GetCurrentByteIndex(xs->parser);
+    int count = XML_GetCurrentByteCount(xs->parser);
+    if (xs->depth == 0) {
+        xnode_free(xs->root);
+        xs->root = xs_make_element(name, attrs);
+        xs->depth = 1;
+        if (strcmp(name, "stream:stream") != 0) {
+            xs_fail(xs, XS_ERR_XML, "stream root is not <stream:stream>");
+            return;
+        }
+        if (xs->on_header && xs->on_header(xs->arg, xs->root) != 0)
+            xs_fail(xs, XS_STOPPED, "stopped after stream header");
+        return;
+    }
+    struct xnode *n = xs_make_element(name, attrs);
+    if (xs->depth == 1) {
+        xs->stanza_start = pos;
+        n->parent = xs->root;
+        xs->stanza = n;
+    } else {
+        xnode_append(xs->current, n);
+    }
+    /* Offsets relative to the stanza; raw_end is provisional (empty
+     * elements end where their start tag ends). */
+    n->raw_start = (size_t)(pos - xs->stanza_start);
+    n->raw_end = n->raw_start + (size_t)count;
+    xs->current = n;
+    xs->depth++;
+}
+
+static void xs_deliver_stanza(struct xml_stream *xs)
+{
+    struct stanza st;
+    st.el = xs->stanza;
+    PS_ASSERT(xs->stanza_start >= xs->pending_base);
+    st.raw = xs->pending.data + (xs->stanza_start - xs->pending_base);
+    st.raw_len = xs->stanza->raw_end;
+    PS_ASSERT(xs->stanza_start + (long long)st.raw_len <=
+              xs->pending_base + (long long)xs->pending.len);
+    int stop = xs->on_stanza ? xs->on_stanza(xs->arg, &st) : 0;
+    xnode_free(xs->stanza);
+    xs->stanza = NULL;
+    xs->current = NULL;
+    if (stop)
+        xs_fail(xs, XS_STOPPED, "stopped by stanza handler");
+}
+
+static void XMLCALL xs_end(void *ud, const char *name)
+{
+    struct xml_stream *xs = ud;
+    (void)name;
+    if (xs->status != XS_OK)
+        return;
+    xs->depth--;
+    if (xs->depth == 0) {
+        xs_fail(xs, XS_CLOSED, "stream closed by peer");
+        return;
+    }
+    struct xnode *n = xs->current;
+    long long pos = XML_GetCurrentByteIndex(xs->parser);
+    int count = XML_GetCurrentByteCount(xs->parser);
+    if (count > 0)
+        n->raw_end = (size_t)(pos + count - xs->stanza_start);
+    if (xs->depth == 1) {
+        xs_deliver_stanza(xs);
+        return;
+    }
+    xs->current = n->parent;
+}
+
+static void XMLCALL xs_text(void *ud, const char *s, int len)
+{
+    struct xml_stream *xs = ud;
+    if (xs->status != XS_OK || xs->depth < 2)
+        return; /* whitespace between stanzas */
+    xnode_append_text(xs->current, s, (size_t)len);
+}
+
+static void XMLCALL xs_doctype(void *ud, const char *name, const char *sysid,
+                               const char *pubid, int has_internal)
+{
+    (void)name, (void)sysid, (void)pubid, (void)has_internal;
+    xs_fail(ud, XS_ERR_FORBIDDEN, "document type declaration not allowed");
+}
+
+static void XMLCALL xs_entity(void *ud, const char *name, int is_param,
+                              const char *value, int value_len,
+                              const char *base, const char *sysid,
+                              const char *pubid, const char *notation)
+{
+    (void)name, (void)is_param, (void)value, (void)value_len, (void)base;
+    (void)sysid, (void)pubid, (void)notation;
+    xs_fail(ud, XS_ERR_FORBIDDEN, "entity declaration not allowed");
+}
+
+static void XMLCALL xs_pi(void *ud, const char *target, const char *data)
+{
+    (void)target, (void)data;
+    xs_fail(ud, XS_ERR_FORBIDDEN, "processing instruction not allowed");
+}
+
+struct xml_stream *xml_stream_new(size_t max_stanza_bytes,
+                                  xml_stream_header_cb on_header,
+                                  xml_stream_stanza_cb on_stanza, void *arg)
+{
+    struct xml_stream *xs = xcalloc(1, sizeof *xs);
+    xs->parser = XML_ParserCreate("UTF-8");
+    PS_ASSERT(xs->parser != NULL);
+    xs->max_stanza = max_stanza_bytes;
+    xs->on_header = on_header;
+    xs->on_stanza = on_stanza;
+    xs->arg = arg;
+    XML_SetUserData(xs->parser, xs);
+    XML_SetElementHandler(xs->parser, xs_start, xs_end);
+    XML_SetCharacterDataHandler(xs->parser, xs_text);
+    XML_SetStartDoctypeDeclHandler(xs->parser, xs_doctype);
+    XML_SetEntityDeclHandler(xs->parser, xs_entity);
+    XML_SetProcessingInstructionHandler(xs->parser, xs_pi);
+    return xs;
+}
+
+void xml_stream_free(struct xml_stream *xs)
+{
+    if (xs == NULL)
+        return;
+    XML_ParserFree(xs->parser);
+    xnode_free(xs->stanza);
+    xnode_free(xs->root);
+    buf_free(&xs->pending);
+    free(xs);
+}
+
+/* Keeps only the bytes of the open stanza in pending. */
+static void xs_trim_pending(struct xml_stream *xs)
+{
+    if (xs->stanza == NULL) {
+        buf_reset(&xs->pending);
+        xs->pending_base = xs->fed;
+        return;
+    }
+    long long drop = xs->stanza_start - xs->pending_base;
+    if (drop > 0) {
+        buf_consume(&xs->pending, (size_t)drop);
+        xs->pending_base = xs->stanza_start;
+    }
+}
+
+/* Feeds at most one chunk of this size at a time, so the size limit is
+ * checked before a huge stanza is buffered whole. */
+#define XS_CHUNK 16384
+
+int xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
+{
+    if (xs->status != XS_OK)
+        return xs->status;
+    while (len > 0) {
+        size_t n = len < XS_CHUNK ? len : XS_CHUNK;
+        buf_append(&xs->pending, data, n);
+        xs->fed += (long long)n;
+        if (XML_Parse(xs->parser, data, (int)n, XML_FALSE) ==
+                XML_STATUS_ERROR && xs->status == XS_OK) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s (line %lu, column %lu)",
+                     XML_ErrorString(XML_GetErrorCode(xs->parser)),
+                     (unsigned long)XML_GetCurrentLineNumber(xs->parser),
+                     (unsigned long)XML_GetCurrentColumnNumber(xs->parser));
+            xs->status = XS_ERR_XML;
+            snprintf(xs->error, sizeof xs->error, "not well-formed: %s", msg);
+        }
+        if (xs->status != XS_OK)
+            return xs->status;
+        xs_trim_pending(xs);
+        if (xs->stanza && (size_t)(xs->fed - xs->stanza_start) > xs->max_stanza) {
+            xs->status = XS_ERR_TOO_BIG;
+            snprintf(xs->error, sizeof xs->error,
+                     "stanza larger than %zu bytes", xs->max_stanza);
+            return xs->status;
+        }
+        data += n;
+        len -= n;
+    }
+    return XS_OK;
+}
+
+const char *xml_stream_error(const struct xml_stream *xs)
+{
+    return xs->error[0] ? xs->error : "no error";
+}
+
+const char *stanza_raw_of(const struct stanza *st, const struct xnode *n,
+                          size_t *len)
+{
+    PS_ASSERT(n->raw_end <= st->raw_len && n->raw_start <= n->raw_end);
+    *len = n->raw_end - n->raw_start;
+    return st->raw + n->raw_start;
+}
