@@ -9,6 +9,7 @@
 #define PUBSUBD_ALLOC_H
 
 #include <stddef.h>
+#include <stdlib.h>
 
 #define MUSTCHECK __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))

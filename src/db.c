@@ -1,0 +1,786 @@
+/*
+ * db.c - libpq on the event loop: connect, migrate, prepare, pipeline.
+ *
+ * Owns each connection's PGconn, its queues of queries and their copied
+ * parameters.  Life of a connection (db_set_state):
+ *   IDLE/BACKOFF -> CONNECTING (PQconnectPoll) -> MIGRATING (simple query
+ *   protocol, advisory-locked transaction) -> PREPARING (pipeline: one
+ *   Parse per statement) -> READY.  Any failure: callbacks of outstanding
+ *   queries run with an error, then BACKOFF with capped exponential delay.
+ *
+ * Invariant: in the pipeline every query is followed by its own sync, so
+ * the results read back are, per query: result(s), NULL, PIPELINE_SYNC.
+ */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "ids.h"
+#include "log.h"
+#include "schema.h"
+
+/* Key of the advisory lock that serialises migrations (two-int form, a
+ * key space separate from the bigint node locks of the dispatcher). */
+#define DB_MIGRATION_LOCK "pg_advisory_xact_lock(7474, 1)"
+#define DB_TICK_MS 100
+
+struct db_statement {
+    const char *name;
+    int nparams;
+    const char *sql;
+};
+
+static const struct db_statement db_statements[DB_STMT_COUNT] = {
+    [DB_LIST_NODES] = {"list_nodes", 1,
+        "SELECT name FROM pubsub.node WHERE NOT deleted ORDER BY name LIMIT $1"},
+    [DB_NODE_INFO] = {"node_info", 1,
+        "SELECT n.kind, c.title FROM pubsub.node n JOIN pubsub.node_config c"
+        " ON c.node_id = n.node_id WHERE n.name = $1 AND NOT n.deleted"},
+    [DB_CREATE_NODE] = {"create_node", 4,
+        "SELECT pubsub.create_node($1, $2, $3, $4)"},
+    [DB_DELETE_NODE] = {"delete_node", 2,
+        "SELECT pubsub.delete_node($1, $2)"},
+    [DB_PUBLISH] = {"publish", 4,
+        "SELECT status, seq, node_id FROM pubsub.publish_trusted($1, $2, $3, $4)"},
+    [DB_RETRACT] = {"retract", 4,
+        "SELECT pubsub.retract($1, $2, $3, $4)"},
+    [DB_SUBSCRIBE] = {"subscribe", 3,
+        "SELECT status, subid, state FROM pubsub.subscribe($1, $2, $3)"},
+    [DB_UNSUBSCRIBE] = {"unsubscribe", 3,
+        "SELECT pubsub.unsubscribe($1, $2, $3)"},
+    [DB_GET_ITEMS] = {"get_items", 4,
+        "SELECT status, item_id, publisher, payload, seq "
+        "FROM pubsub.get_items($1, $2, $3, string_to_array($4, E'\\n'))"},
+    [DB_LISTEN] = {"listen", 0, "LISTEN pubsub_wakeup"},
+    /* Nodes with undelivered events whose lock we could take.  The lock is
+     * taken only on the materialised candidates, never on a row a later
+     * filter would drop (a lock taken and forgotten would leak). */
+    [DB_DISPATCH_CLAIM] = {"dispatch_claim", 3,
+        "WITH cand AS MATERIALIZED ("
+        " SELECT d.node_id FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
+        " WHERE n.last_seq > d.delivered_seq AND NOT (d.node_id = ANY ($1::bigint[]))"
+        "   AND ($3::bigint IS NULL OR d.node_id = $3)"
+        " ORDER BY d.updated_at LIMIT $2)"
+        " SELECT node_id FROM cand WHERE pg_try_advisory_lock(node_id)"},
+    [DB_DISPATCH_POSITION] = {"dispatch_position", 1,
+        "SELECT d.delivered_seq, d.fanout_cursor, n.name, c.deliver_payloads,"
+        " c.notification_type"
+        " FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
+        " JOIN pubsub.node_config c ON c.node_id = d.node_id WHERE d.node_id = $1"},
+    [DB_DISPATCH_EVENTS] = {"dispatch_events", 4,
+        "SELECT seq, kind, item_id, publisher, payload FROM ("
+        " SELECT seq, kind, item_id, publisher, payload,"
+        "  sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY seq) AS cum"
+        " FROM pubsub.event WHERE node_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) e"
+        " WHERE cum - coalesce(octet_length(payload), 0) < $4 ORDER BY seq"},
+    [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
+        "SELECT sub_id, jid, start_seq, subid FROM pubsub.subscription"
+        " WHERE node_id = $1 AND sub_id > $2 AND state = 'subscribed'"
+        " ORDER BY sub_id LIMIT $3"},
+    [DB_DISPATCH_COMMIT] = {"dispatch_commit", 3,
+        "SELECT pubsub.dispatch_commit($1, $2, $3)"},
+    [DB_DISPATCH_RELEASE] = {"dispatch_release", 1,
+        "SELECT pg_advisory_unlock($1::bigint)"},
+};
+
+enum db_query_kind { DBQ_STATEMENT, DBQ_PREPARE };
+
+struct db_query {
+    enum db_query_kind kind;
+    enum db_stmt stmt;
+    int nparams;
+    char **params;
+    db_cb cb;
+    void *arg;
+    uint64_t deadline;
+    bool done;     /* callback already ran (result, timeout) */
+    struct db_query *next;
+};
+
+static const char *const db_state_names[] = {
+    "idle", "backoff", "connecting", "migrating", "preparing", "ready",
+};
+
+static void db_on_io(struct loop *loop, int fd, int events, void *arg);
+static void db_timer_fired(struct loop *loop, void *arg);
+static void db_fail(struct db_conn *c, const char *why);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+const char *db_value(const PGresult *res, int row, int col)
+{
+    return PQgetvalue(res, row, col);
+}
+
+bool db_is_null(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) != 0;
+}
+
+long long db_int(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+bool db_ok(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+}
+
+const char *db_error(const PGresult *res)
+{
+    static char msg[512];
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(msg, sizeof msg, "%s: %s", state ? state : "?????",
+             text ? text : PQresultErrorMessage(res));
+    return msg;
+}
+
+static void db_queue_push(struct db_queue *q, struct db_query *x)
+{
+    x->next = NULL;
+    if (q->tail)
+        q->tail->next = x;
+    else
+        q->head = x;
+    q->tail = x;
+    q->count++;
+}
+
+static struct db_query *db_queue_pop(struct db_queue *q)
+{
+    struct db_query *x = q->head;
+    if (x == NULL)
+        return NULL;
+    q->head = x->next;
+    if (q->head == NULL)
+        q->tail = NULL;
+    q->count--;
+    x->next = NULL;
+    return x;
+}
+
+static void db_query_free(struct db_query *x)
+{
+    for (int i = 0; i < x->nparams; i++)
+        free(x->params[i]);
+    free(x->params);
+    free(x);
+}
+
+/* Runs the callback once (with an error) and frees the query. */
+static void db_query_abort(struct db_query *x, const char *why)
+{
+    if (!x->done && x->cb) {
+        x->done = true;
+        x->cb(x->arg, NULL, why);
+    }
+    db_query_free(x);
+}
+
+static void db_set_state(struct db_conn *c, enum db_state s)
+{
+    if (c->state != s)
+        log_debug("database %s: %s -> %s", c->label, db_state_names[c->state],
+                  db_state_names[s]);
+    c->state = s;
+}
+
+/* ---- connection life ---------------------------------------------------- */
+
+void db_conn_init(struct db_conn *c, struct loop *loop, const struct config *cfg,
+                  const char *label, const struct db_handlers *h)
+{
+    memset(c, 0, sizeof *c);
+    c->loop = loop;
+    c->cfg = cfg;
+    c->label = xstrdup(label);
+    c->h = *h;
+    c->fd = -1;
+    c->backoff_ms = cfg->db_reconnect_min_ms;
+}
+
+static void db_watch(struct db_conn *c, int events)
+{
+    int fd = PQsocket(c->pg);
+    if (fd != c->fd) {
+        if (c->fd >= 0)
+            loop_fd_remove(c->loop, c->fd);
+        c->fd = -1;
+        if (fd < 0)
+            return;
+        if (loop_fd_add(c->loop, fd, events, db_on_io, c) != 0) {
+            db_fail(c, "could not watch the database socket");
+            return;
+        }
+        c->fd = fd;
+        c->watched_events = events;
+        return;
+    }
+    if (c->fd >= 0 && c->watched_events != events) {
+        if (loop_fd_modify(c->loop, c->fd, events) != 0) {
+            db_fail(c, "could not update the database socket watch");
+            return;
+        }
+        c->watched_events = events;
+    }
+}
+
+static void db_schedule_reconnect(struct db_conn *c)
+{
+    char hex[3];
+    long r = 128;
+    if (ids_random_hex(hex, 1) == 0)
+        r = strtol(hex, NULL, 16);
+    int delay = c->backoff_ms / 2 + (int)((long)c->backoff_ms * r / 512);
+    if (delay < 1)
+        delay = 1;
+    db_set_state(c, DB_BACKOFF);
+    loop_timer_arm(c->loop, &c->timer, (uint64_t)delay, db_timer_fired, c);
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > c->cfg->db_reconnect_max_ms)
+        c->backoff_ms = c->cfg->db_reconnect_max_ms;
+}
+
+/* Drops the connection; outstanding queries fail; reconnect if asked. */
+static void db_drop(struct db_conn *c, const char *why, bool reconnect)
+{
+    bool was_ready = c->state == DB_READY;
+    if (c->fd >= 0) {
+        loop_fd_remove(c->loop, c->fd);
+        c->fd = -1;
+    }
+    if (c->pg) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    c->pipeline = false;
+    c->deferred_failure = NULL;
+    loop_timer_disarm(c->loop, &c->timer);
+    if (reconnect)
+        db_schedule_reconnect(c);
+    else
+        db_set_state(c, DB_IDLE);
+    struct db_query *x;
+    while ((x = db_queue_pop(&c->sent)))
+        db_query_abort(x, why);
+    while ((x = db_queue_pop(&c->waiting)))
+        db_query_abort(x, why);
+    if (was_ready && c->h.on_down)
+        c->h.on_down(c->h.arg);
+}
+
+static void db_fail(struct db_conn *c, const char *why)
+{
+    if (c->state == DB_IDLE || c->state == DB_BACKOFF)
+        return;
+    log_warn("database %s: connection lost: %s", c->label, why);
+    db_drop(c, "database unavailable", true);
+}
+
+void db_conn_close(struct db_conn *c, const char *why)
+{
+    if (c->state != DB_IDLE)
+        log_info("database %s: closing: %s", c->label, why);
+    db_drop(c, why, false);
+}
+
+static void db_connect(struct db_conn *c)
+{
+    c->pg = PQconnectStart(c->cfg->database);
+    if (c->pg == NULL) {
+        log_error("database %s: could not allocate a connection", c->label);
+        db_schedule_reconnect(c);
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        /* Never log the conninfo itself: it may hold a password. */
+        log_warn("database %s: could not connect: %s", c->label, PQerrorMessage(c->pg));
+        PQfinish(c->pg);
+        c->pg = NULL;
+        db_schedule_reconnect(c);
+        return;
+    }
+    db_set_state(c, DB_CONNECTING);
+    db_watch(c, LOOP_WRITE);
+}
+
+void db_conn_start(struct db_conn *c)
+{
+    if (c->state == DB_IDLE)
+        db_connect(c);
+}
+
+static void db_timer_fired(struct loop *loop, void *arg);
+
+/* ---- migrations (simple query protocol, before pipeline mode) ---------- */
+
+static void db_send_simple(struct db_conn *c, const char *sql)
+{
+    if (!PQsendQuery(c->pg, sql)) {
+        db_fail(c, PQerrorMessage(c->pg));
+        return;
+    }
+    db_watch(c, LOOP_READ | (PQflush(c->pg) == 1 ? LOOP_WRITE : 0));
+}
+
+static void db_start_migration(struct db_conn *c)
+{
+    db_set_state(c, DB_MIGRATING);
+    c->migrate_step = 1;
+    c->schema_version = -1;
+    db_send_simple(c,
+        "BEGIN;"
+        "SELECT " DB_MIGRATION_LOCK ";"
+        "CREATE SCHEMA IF NOT EXISTS pubsub;"
+        "CREATE TABLE IF NOT EXISTS pubsub.schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now());"
+        "SELECT coalesce(max(version), 0) FROM pubsub.schema_migrations;");
+}
+
+static int db_latest_known_version(void)
+{
+    return schema_migration_count ? schema_migrations[schema_migration_count - 1].version : 0;
+}
+
+/* Step 2: apply what is missing and commit, in the same transaction. */
+static void db_migrate_apply(struct db_conn *c)
+{
+    int known = db_latest_known_version();
+    if (c->schema_version > known) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "database schema version %d is newer than this pubsubd knows (%d)",
+                 c->schema_version, known);
+        log_error("database %s: %s", c->label, why);
+        db_drop(c, why, false);
+        if (c->h.on_fatal)
+            c->h.on_fatal(c->h.arg, why);
+        return;
+    }
+    struct buf sql = BUF_INIT;
+    for (int i = 0; i < schema_migration_count; i++) {
+        const struct schema_migration *m = &schema_migrations[i];
+        if (m->version <= c->schema_version)
+            continue;
+        log_info("database %s: applying migration %s", c->label, m->name);
+        buf_puts(&sql, m->sql);
+        buf_printf(&sql, ";\nINSERT INTO pubsub.schema_migrations (version, name) "
+                         "VALUES (%d, '%s');\n", m->version, m->name);
+    }
+    buf_puts(&sql, "COMMIT;");
+    c->migrate_step = 2;
+    db_send_simple(c, sql.data);
+    buf_free(&sql);
+}
+
+static void db_enter_pipeline(struct db_conn *c);
+
+/* Reads the results of a migration step.  Returns when input is exhausted. */
+static void db_read_migration(struct db_conn *c)
+{
+    while (!PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL) {
+            /* The step's results are complete. */
+            if (c->migrate_step == 1) {
+                if (c->schema_version < 0) {
+                    db_fail(c, "could not read the schema version");
+                    return;
+                }
+                db_migrate_apply(c);
+            } else {
+                log_debug("database %s: schema at version %d", c->label,
+                          db_latest_known_version());
+                db_enter_pipeline(c);
+            }
+            return;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_FATAL_ERROR) {
+            char why[600];
+            snprintf(why, sizeof why, "migration failed: %s", db_error(r));
+            PQclear(r);
+            log_error("database %s: %s", c->label, why);
+            db_drop(c, why, false);
+            if (c->h.on_fatal)
+                c->h.on_fatal(c->h.arg, why);
+            return;
+        }
+        if (c->migrate_step == 1 && st == PGRES_TUPLES_OK && PQnfields(r) == 1 &&
+            PQntuples(r) == 1 && strcmp(PQfname(r, 0), "coalesce") == 0)
+            c->schema_version = (int)db_int(r, 0, 0);
+        PQclear(r);
+    }
+}
+
+/* ---- pipeline ----------------------------------------------------------- */
+
+static void db_flush(struct db_conn *c)
+{
+    int rc = PQflush(c->pg);
+    if (rc < 0) {
+        db_fail(c, PQerrorMessage(c->pg));
+        return;
+    }
+    db_watch(c, LOOP_READ | (rc == 1 ? LOOP_WRITE : 0));
+}
+
+static bool db_send_query(struct db_conn *c, struct db_query *x)
+{
+    int ok;
+    if (x->kind == DBQ_PREPARE) {
+        const struct db_statement *s = &db_statements[x->stmt];
+        ok = PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL);
+    } else {
+        ok = PQsendQueryPrepared(c->pg, db_statements[x->stmt].name, x->nparams,
+                                 (const char *const *)x->params, NULL, NULL, 0);
+    }
+    return ok && PQpipelineSync(c->pg);
+}
+
+/* A failure found while a caller is inside db_conn_submit() is acted on
+ * from the timer, so that no callback runs inside the caller's call. */
+static void db_fail_later(struct db_conn *c, const char *why)
+{
+    if (c->deferred_failure == NULL)
+        c->deferred_failure = why;
+    loop_timer_arm(c->loop, &c->timer, 0, db_timer_fired, c);
+}
+
+/* Moves waiting queries into the pipeline, up to db_max_pipeline. */
+static void db_pump(struct db_conn *c)
+{
+    if (c->pg == NULL || !c->pipeline || c->deferred_failure)
+        return;
+    bool any = false;
+    while (c->waiting.head && c->sent.count < c->cfg->db_max_pipeline) {
+        struct db_query *x = db_queue_pop(&c->waiting);
+        db_queue_push(&c->sent, x);
+        if (!db_send_query(c, x)) {
+            db_fail_later(c, "could not send a query");
+            return;
+        }
+        any = true;
+    }
+    if (any) {
+        int rc = PQflush(c->pg);
+        if (rc < 0) {
+            db_fail_later(c, "could not send to the database");
+            return;
+        }
+        int events = LOOP_READ | (rc == 1 ? LOOP_WRITE : 0);
+        if (c->watched_events != events && loop_fd_modify(c->loop, c->fd, events) == 0)
+            c->watched_events = events;
+    }
+}
+
+static void db_enter_pipeline(struct db_conn *c)
+{
+    if (!PQenterPipelineMode(c->pg)) {
+        db_fail(c, "could not enter pipeline mode");
+        return;
+    }
+    c->pipeline = true;
+    db_set_state(c, DB_PREPARING);
+    /* Prepares go first, ahead of anything queued. */
+    struct db_queue pending = c->waiting;
+    memset(&c->waiting, 0, sizeof c->waiting);
+    for (int i = 0; i < DB_STMT_COUNT; i++) {
+        struct db_query *x = xcalloc(1, sizeof *x);
+        x->kind = DBQ_PREPARE;
+        x->stmt = (enum db_stmt)i;
+        db_queue_push(&c->waiting, x);
+    }
+    struct db_query *x;
+    while ((x = db_queue_pop(&pending)))
+        db_queue_push(&c->waiting, x);
+    c->sent.count += 0;
+    /* Prepares are internal: send them regardless of the pipeline limit. */
+    while (c->waiting.head && c->waiting.head->kind == DBQ_PREPARE) {
+        x = db_queue_pop(&c->waiting);
+        if (!db_send_query(c, x)) {
+            db_queue_push(&c->sent, x);
+            db_fail(c, PQerrorMessage(c->pg));
+            return;
+        }
+        db_queue_push(&c->sent, x);
+    }
+    db_flush(c);
+}
+
+static void db_became_ready(struct db_conn *c)
+{
+    db_set_state(c, DB_READY);
+    c->backoff_ms = c->cfg->db_reconnect_min_ms;
+    log_info("database %s: ready", c->label);
+    if (c->h.on_ready)
+        c->h.on_ready(c->h.arg);
+    db_pump(c);
+}
+
+static void db_deliver(struct db_conn *c, struct db_query *x, PGresult *r)
+{
+    if (x->kind == DBQ_PREPARE) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            char why[600];
+            snprintf(why, sizeof why, "could not prepare %s: %s",
+                     db_statements[x->stmt].name, db_error(r));
+            log_error("database %s: %s", c->label, why);
+            x->done = true;
+            /* A statement that does not prepare is a bug or a schema
+             * mismatch: no point retrying in a loop. */
+            if (c->h.on_fatal)
+                c->h.on_fatal(c->h.arg, why);
+        }
+        x->done = true;
+        return;
+    }
+    if (!x->done && x->cb) {
+        x->done = true;
+        x->cb(x->arg, r, NULL);
+    }
+}
+
+static void db_read_pipeline(struct db_conn *c)
+{
+    while (c->pg && c->sent.head && !PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL)
+            continue; /* end of the head query's results; its sync follows */
+        struct db_query *x = c->sent.head;
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            x = db_queue_pop(&c->sent);
+            bool was_prepare = x->kind == DBQ_PREPARE;
+            if (!x->done && x->cb) {
+                x->done = true;
+                x->cb(x->arg, NULL, "no result");
+            }
+            db_query_free(x);
+            if (was_prepare && c->state == DB_PREPARING &&
+                (c->sent.head == NULL || c->sent.head->kind != DBQ_PREPARE))
+                db_became_ready(c);
+            continue;
+        }
+        db_deliver(c, x, r);
+        PQclear(r);
+    }
+}
+
+static void db_read_notifies(struct db_conn *c)
+{
+    PGnotify *n;
+    while (c->pg && (n = PQnotifies(c->pg)) != NULL) {
+        if (c->h.on_notify)
+            c->h.on_notify(c->h.arg, n->relname, n->extra);
+        PQfreemem(n);
+    }
+}
+
+static void db_connect_poll(struct db_conn *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        db_watch(c, LOOP_READ);
+        return;
+    case PGRES_POLLING_WRITING:
+        db_watch(c, LOOP_WRITE);
+        return;
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(c->pg, 1) != 0) {
+            db_fail(c, "could not set non-blocking mode");
+            return;
+        }
+        db_watch(c, LOOP_READ);
+        log_debug("database %s: connected", c->label);
+        db_start_migration(c);
+        return;
+    default:
+        log_warn("database %s: could not connect: %s", c->label, PQerrorMessage(c->pg));
+        db_fail(c, "connect failed");
+        return;
+    }
+}
+
+static void db_on_io(struct loop *loop, int fd, int events, void *arg)
+{
+    struct db_conn *c = arg;
+    (void)loop, (void)fd;
+    if (c->state == DB_CONNECTING) {
+        db_connect_poll(c);
+        return;
+    }
+    if (events & LOOP_WRITE) {
+        db_flush(c);
+        if (c->pg == NULL)
+            return;
+    }
+    if (!(events & LOOP_READ))
+        return;
+    if (!PQconsumeInput(c->pg)) {
+        db_fail(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (c->state == DB_MIGRATING)
+        db_read_migration(c);
+    else
+        db_read_pipeline(c);
+    if (c->pg == NULL)
+        return;
+    db_read_notifies(c);
+    if (c->pg && PQstatus(c->pg) == CONNECTION_BAD)
+        db_fail(c, "connection closed");
+    else
+        db_pump(c);
+}
+
+/* Timeouts: a query past its deadline gets its callback with an error at
+ * once; if it was sent, its result is discarded when it arrives. */
+static void db_check_timeouts(struct db_conn *c)
+{
+    uint64_t now = loop_now_ms();
+    for (struct db_query *x = c->sent.head; x; x = x->next) {
+        if (!x->done && x->kind == DBQ_STATEMENT && x->deadline <= now) {
+            x->done = true;
+            log_warn("database %s: query %s timed out", c->label,
+                     db_statements[x->stmt].name);
+            if (x->cb)
+                x->cb(x->arg, NULL, "database timeout");
+        }
+    }
+    while (c->waiting.head && c->waiting.head->deadline <= now) {
+        struct db_query *x = db_queue_pop(&c->waiting);
+        db_query_abort(x, "database timeout");
+    }
+}
+
+static void db_timer_fired(struct loop *loop, void *arg)
+{
+    struct db_conn *c = arg;
+    (void)loop;
+    if (c->deferred_failure) {
+        const char *why = c->deferred_failure;
+        c->deferred_failure = NULL;
+        db_fail(c, why);
+        return;
+    }
+    if (c->state == DB_BACKOFF) {
+        db_connect(c);
+        return;
+    }
+    if (c->state == DB_READY) {
+        db_check_timeouts(c);
+        if (db_conn_outstanding(c) > 0)
+            loop_timer_arm(c->loop, &c->timer, DB_TICK_MS, db_timer_fired, c);
+    }
+}
+
+int db_conn_submit(struct db_conn *c, enum db_stmt stmt, int nparams,
+                   const char *const *params, db_cb cb, void *arg)
+{
+    PS_ASSERT(stmt >= 0 && stmt < DB_STMT_COUNT);
+    PS_ASSERT(nparams == db_statements[stmt].nparams);
+    if (c->state != DB_READY)
+        return PS_ERROR;
+    if (db_conn_outstanding(c) >= c->cfg->db_max_queued)
+        return PS_AGAIN;
+    struct db_query *x = xcalloc(1, sizeof *x);
+    x->kind = DBQ_STATEMENT;
+    x->stmt = stmt;
+    x->nparams = nparams;
+    x->params = xcalloc((size_t)(nparams ? nparams : 1), sizeof *x->params);
+    for (int i = 0; i < nparams; i++)
+        x->params[i] = params[i] ? xstrdup(params[i]) : NULL;
+    x->cb = cb;
+    x->arg = arg;
+    x->deadline = loop_now_ms() + (uint64_t)c->cfg->db_request_timeout_ms;
+    db_queue_push(&c->waiting, x);
+    if (!c->timer.armed && c->deferred_failure == NULL)
+        loop_timer_arm(c->loop, &c->timer, DB_TICK_MS, db_timer_fired, c);
+    db_pump(c);
+    return PS_OK;
+}
+
+void db_conn_free(struct db_conn *c)
+{
+    db_drop(c, "shutting down", false);
+    free(c->label);
+    c->label = NULL;
+}
+
+/* ---- pool ----------------------------------------------------------------- */
+
+void db_pool_init(struct db_pool *p, struct loop *loop, const struct config *cfg,
+                  const struct db_handlers *h)
+{
+    p->n = cfg->db_pool_size;
+    p->conns = xcalloc((size_t)p->n, sizeof *p->conns);
+    for (int i = 0; i < p->n; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "request-%d", i);
+        db_conn_init(&p->conns[i], loop, cfg, label, h);
+    }
+}
+
+void db_pool_start(struct db_pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        db_conn_start(&p->conns[i]);
+}
+
+bool db_pool_ready(const struct db_pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (db_conn_ready(&p->conns[i]))
+            return true;
+    return false;
+}
+
+static unsigned db_hash(const char *s)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int db_pool_submit(struct db_pool *p, const char *shard_key, enum db_stmt stmt,
+                   int nparams, const char *const *params, db_cb cb, void *arg)
+{
+    int first = (int)(db_hash(shard_key) % (unsigned)p->n);
+    for (int k = 0; k < p->n; k++) {
+        struct db_conn *c = &p->conns[(first + k) % p->n];
+        if (db_conn_ready(c))
+            return db_conn_submit(c, stmt, nparams, params, cb, arg);
+    }
+    return PS_ERROR;
+}
+
+int db_pool_outstanding(const struct db_pool *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->n; i++)
+        n += db_conn_outstanding(&p->conns[i]);
+    return n;
+}
+
+void db_pool_close(struct db_pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        db_conn_close(&p->conns[i], "shutting down");
+}
+
+void db_pool_free(struct db_pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        db_conn_free(&p->conns[i]);
+    free(p->conns);
+    p->conns = NULL;
+}

@@ -1,0 +1,765 @@
+/*
+ * dispatcher.c - outbox to notifications, at least once, in order per node.
+ *
+ * Owns: its database connection, the table of claimed nodes (struct dnode)
+ * and the FIFO of batches waiting for their barrier or commit.
+ *
+ * Positions are (seq, cursor): every event with seq <= seq delivered, and
+ * for event seq + 1 every subscription with sub_id <= cursor (0: none).
+ * Per node: committed <= sent.  `sent` advances when a batch is written to
+ * the link; `committed` when the barrier ping that followed the batch was
+ * answered and pubsub.dispatch_commit() returned.  Losing the link sends
+ * `sent` back to `committed` (the batch goes out again: duplicates, never
+ * loss).  Losing the database connection loses the node locks: every
+ * dnode is dropped and the nodes are claimed again.
+ *
+ * A dnode is freed only when no query for it is in flight (pending == 0).
+ */
+#include "dispatcher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "server.h"
+#include "stanza.h"
+
+#define BARRIER_TIMEOUT_MS 30000
+#define MAX_BATCHES_PER_NODE 2
+#define DISPATCH_BATCH_BYTES 1048576
+
+enum dnode_state {
+    DN_LOADING,   /* position query in flight */
+    DN_READY,     /* may fetch */
+    DN_FETCHING,  /* events + subscribers queries in flight */
+    DN_RELEASING, /* advisory unlock in flight */
+};
+
+struct devent {
+    long long seq;
+    char kind; /* 'p' publish, 'r' retract, 'd' delete */
+    char *item_id;
+    char *payload;
+};
+
+struct dnode {
+    struct dispatcher *d;
+    long long id;
+    char *name;
+    bool deliver_payloads;
+    bool headline;
+    enum dnode_state state;
+    long long committed_seq, committed_cursor;
+    long long sent_seq, sent_cursor;
+    bool more;       /* there may be events after sent: fetch again */
+    bool gone;       /* deleted for good by dispatch_commit */
+    bool rewake;     /* woken while releasing: claim again afterwards */
+    int pending;     /* queries in flight that point at this dnode */
+    int batches;     /* batches waiting for barrier or commit */
+    struct devent *events;
+    int nevents;
+    bool events_failed;
+    struct dnode *next;
+};
+
+struct batch {
+    unsigned long long barrier;
+    struct dnode *node;
+    long long seq, cursor;
+    uint64_t sent_ms;
+    bool committing;
+    struct batch *next;
+};
+
+struct dispatcher {
+    struct server *s;
+    struct db_conn db;
+    struct dnode *nodes;
+    int nnodes;
+    struct batch *batches, *batches_tail;
+    unsigned long long next_barrier;
+    bool stopping;
+    bool claim_in_flight;
+    bool claim_any;          /* a general claim is wanted */
+    long long *woken;        /* node ids to claim */
+    int nwoken, cap_woken;
+    struct loop_timer poll_timer;
+    uint64_t notifications_sent;
+};
+
+static void dispatcher_fetch(struct dispatcher *d, struct dnode *n);
+static void dispatcher_kick(struct dispatcher *d);
+static void dispatcher_claim(struct dispatcher *d);
+
+/* ---- dnode table ------------------------------------------------------- */
+
+static struct dnode *dnode_find(struct dispatcher *d, long long id)
+{
+    for (struct dnode *n = d->nodes; n; n = n->next)
+        if (n->id == id)
+            return n;
+    return NULL;
+}
+
+static void dnode_free_events(struct dnode *n)
+{
+    for (int i = 0; i < n->nevents; i++) {
+        free(n->events[i].item_id);
+        free(n->events[i].payload);
+    }
+    free(n->events);
+    n->events = NULL;
+    n->nevents = 0;
+}
+
+static void dnode_unlink_free(struct dispatcher *d, struct dnode *n)
+{
+    PS_ASSERT(n->pending == 0);
+    struct dnode **pp = &d->nodes;
+    while (*pp != n)
+        pp = &(*pp)->next;
+    *pp = n->next;
+    d->nnodes--;
+    dnode_free_events(n);
+    free(n->name);
+    free(n);
+}
+
+/* ---- claiming ------------------------------------------------------------ */
+
+static void dispatcher_add_woken(struct dispatcher *d, long long id)
+{
+    for (int i = 0; i < d->nwoken; i++)
+        if (d->woken[i] == id)
+            return;
+    if (d->nwoken == d->cap_woken) {
+        d->cap_woken = d->cap_woken ? d->cap_woken * 2 : 16;
+        d->woken = xrealloc(d->woken, (size_t)d->cap_woken * sizeof *d->woken);
+    }
+    d->woken[d->nwoken++] = id;
+}
+
+static void dispatcher_position_cb(void *arg, const PGresult *res, const char *error);
+
+static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dispatcher *d = arg;
+    d->claim_in_flight = false;
+    if (res == NULL || !db_ok(res)) {
+        if (res)
+            log_error("dispatcher: claim failed: %s", db_error(res));
+        else
+            log_debug("dispatcher: claim failed: %s", error);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        long long id = db_int(res, i, 0);
+        PS_ASSERT(dnode_find(d, id) == NULL);
+        struct dnode *n = xcalloc(1, sizeof *n);
+        n->d = d;
+        n->id = id;
+        n->state = DN_LOADING;
+        n->next = d->nodes;
+        d->nodes = n;
+        d->nnodes++;
+        char ids[24];
+        snprintf(ids, sizeof ids, "%lld", id);
+        const char *params[] = {ids};
+        if (db_conn_submit(&d->db, DB_DISPATCH_POSITION, 1, params, dispatcher_position_cb, n) ==
+            PS_OK)
+            n->pending++;
+        else
+            log_warn("dispatcher: node %lld: could not load its position", id);
+        log_debug("dispatcher: claimed node %lld", id);
+    }
+    dispatcher_kick(d);
+}
+
+/* Claims the woken nodes (or any pending node) that no process holds. */
+static void dispatcher_claim(struct dispatcher *d)
+{
+    if (d->stopping || d->claim_in_flight || !db_conn_ready(&d->db))
+        return;
+    if (d->nwoken == 0 && !d->claim_any)
+        return;
+    int room = d->s->cfg->dispatch_max_nodes - d->nnodes;
+    if (room <= 0)
+        return;
+    struct buf held = BUF_INIT, wanted = BUF_INIT;
+    buf_puts(&held, "{");
+    for (struct dnode *n = d->nodes; n; n = n->next)
+        buf_printf(&held, "%s%lld", held.len > 1 ? "," : "", n->id);
+    buf_puts(&held, "}");
+    if (!d->claim_any) {
+        buf_puts(&wanted, "{");
+        for (int i = 0; i < d->nwoken; i++)
+            buf_printf(&wanted, "%s%lld", i ? "," : "", d->woken[i]);
+        buf_puts(&wanted, "}");
+    }
+    char limit[24];
+    snprintf(limit, sizeof limit, "%d", room);
+    const char *params[] = {held.data, limit, d->claim_any ? NULL : wanted.data};
+    d->nwoken = 0;
+    d->claim_any = false;
+    if (db_conn_submit(&d->db, DB_DISPATCH_CLAIM, 3, params, dispatcher_claim_cb, d) == PS_OK)
+        d->claim_in_flight = true;
+    buf_free(&held);
+    buf_free(&wanted);
+}
+
+/* Unlocks an idle node and forgets it. */
+static void dispatcher_release(struct dispatcher *d, struct dnode *n);
+
+/* ---- fetching and fan-out --------------------------------------------------- */
+
+static bool dispatcher_may_fetch(struct dispatcher *d, struct dnode *n)
+{
+    return !d->stopping && n->state == DN_READY && n->more && !n->gone &&
+           n->batches < MAX_BATCHES_PER_NODE && link_can_take_more(&d->s->link);
+}
+
+static void dispatcher_events_cb(void *arg, const PGresult *res, const char *error);
+static void dispatcher_subscribers_cb(void *arg, const PGresult *res, const char *error);
+
+static void dispatcher_fetch(struct dispatcher *d, struct dnode *n)
+{
+    if (!dispatcher_may_fetch(d, n))
+        return;
+    char id[24], seq[24], limit[24], bytes[24], cursor[24], sublimit[24];
+    snprintf(id, sizeof id, "%lld", n->id);
+    snprintf(seq, sizeof seq, "%lld", n->sent_seq);
+    snprintf(limit, sizeof limit, "%d", n->sent_cursor ? 1 : d->s->cfg->dispatch_events);
+    snprintf(bytes, sizeof bytes, "%d", DISPATCH_BATCH_BYTES);
+    snprintf(cursor, sizeof cursor, "%lld", n->sent_cursor);
+    snprintf(sublimit, sizeof sublimit, "%d", d->s->cfg->dispatch_batch + 1);
+    const char *ev_params[] = {id, seq, limit, bytes};
+    const char *sub_params[] = {id, cursor, sublimit};
+    n->more = false;
+    n->events_failed = false;
+    /* Events first, subscribers second: the second statement's snapshot is
+     * newer, so every subscription that precedes a fetched event (the
+     * node lock orders them) is seen. */
+    if (db_conn_submit(&d->db, DB_DISPATCH_EVENTS, 4, ev_params, dispatcher_events_cb, n) != PS_OK) {
+        n->more = true;
+        return;
+    }
+    n->pending++;
+    if (db_conn_submit(&d->db, DB_DISPATCH_SUBSCRIBERS, 3, sub_params, dispatcher_subscribers_cb,
+                       n) != PS_OK) {
+        n->events_failed = true; /* events_cb will clean up */
+        n->more = true;
+        return;
+    }
+    n->pending++;
+    n->state = DN_FETCHING;
+}
+
+static void dispatcher_events_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dnode *n = arg;
+    n->pending--;
+    dnode_free_events(n);
+    if (res == NULL || !db_ok(res)) {
+        if (res)
+            log_error("dispatcher: node %lld: reading events failed: %s", n->id, db_error(res));
+        else
+            log_debug("dispatcher: node %lld: reading events failed: %s", n->id, error);
+        n->events_failed = true;
+        return;
+    }
+    int rows = PQntuples(res);
+    n->events = xcalloc((size_t)(rows ? rows : 1), sizeof *n->events);
+    n->nevents = rows;
+    for (int i = 0; i < rows; i++) {
+        struct devent *e = &n->events[i];
+        e->seq = db_int(res, i, 0);
+        const char *kind = db_value(res, i, 1);
+        e->kind = kind[0] == 'p' ? 'p' : kind[0] == 'r' ? 'r' : 'd';
+        e->item_id = db_is_null(res, i, 2) ? NULL : xstrdup(db_value(res, i, 2));
+        e->payload = db_is_null(res, i, 4) ? NULL : xstrdup(db_value(res, i, 4));
+    }
+}
+
+/* The <event/> element for e (built once per event). */
+static void dispatcher_event_body(const struct dnode *n, const struct devent *e, struct buf *b)
+{
+    buf_puts(b, "<event xmlns='" NS_PUBSUB_EVENT "'>");
+    if (e->kind == 'd') {
+        buf_puts(b, "<delete node='");
+        buf_put_escaped(b, n->name);
+        buf_puts(b, "'/></event>");
+        return;
+    }
+    buf_puts(b, "<items node='");
+    buf_put_escaped(b, n->name);
+    buf_puts(b, "'>");
+    if (e->kind == 'r') {
+        buf_puts(b, "<retract id='");
+        buf_put_escaped(b, e->item_id ? e->item_id : "");
+        buf_puts(b, "'/>");
+    } else {
+        buf_puts(b, "<item id='");
+        buf_put_escaped(b, e->item_id ? e->item_id : "");
+        if (n->deliver_payloads && e->payload) {
+            buf_puts(b, "'>");
+            buf_puts(b, e->payload);
+            buf_puts(b, "</item>");
+        } else {
+            buf_puts(b, "'/>");
+        }
+    }
+    buf_puts(b, "</items></event>");
+}
+
+/* Writes one notification.  Returns link_send's status. */
+static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, const struct devent *e,
+                               const PGresult *subs, int row, const struct buf *body,
+                               struct buf *msg)
+{
+    buf_reset(msg);
+    buf_puts(msg, "<message from='");
+    buf_put_escaped(msg, d->s->cfg->component_jid);
+    buf_puts(msg, "' to='");
+    buf_put_escaped(msg, db_value(subs, row, 1));
+    /* Stable id: node, seq and Binding; receivers drop duplicates by it. */
+    buf_printf(msg, "' id='ps-%lld-%lld-%s'%s>", n->id, e->seq, db_value(subs, row, 0),
+               n->headline ? " type='headline'" : "");
+    buf_append(msg, body->data, body->len);
+    buf_puts(msg, "</message>");
+    return link_send(&d->s->link, msg->data, msg->len);
+}
+
+static void dispatcher_send_barrier(struct dispatcher *d, struct dnode *n, long long seq,
+                                    long long cursor)
+{
+    struct batch *b = xcalloc(1, sizeof *b);
+    b->barrier = ++d->next_barrier;
+    b->node = n;
+    b->seq = seq;
+    b->cursor = cursor;
+    b->sent_ms = loop_now_ms();
+    char ping[256];
+    int len = snprintf(ping, sizeof ping,
+                       "<iq type='get' id='pb-%llu' from='%s' to='%s'><ping xmlns='" NS_PING
+                       "'/></iq>",
+                       b->barrier, d->s->cfg->component_jid, config_barrier_jid(d->s->cfg));
+    if (len <= 0 || (size_t)len >= sizeof ping || link_send(&d->s->link, ping, (size_t)len) != PS_OK) {
+        free(b);
+        return; /* the link is down: the batch will be sent again */
+    }
+    if (d->batches_tail)
+        d->batches_tail->next = b;
+    else
+        d->batches = b;
+    d->batches_tail = b;
+    n->batches++;
+    n->sent_seq = seq;
+    n->sent_cursor = cursor;
+}
+
+/*
+ * Sends the fetched events to the fetched subscriptions, from n's sent
+ * position, within the batch budget; then the barrier.  See the file
+ * comment for positions.
+ */
+static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGresult *subs)
+{
+    int nsubs = PQntuples(subs);
+    int budget = d->s->cfg->dispatch_batch;
+    bool paged = n->sent_cursor != 0 || nsubs > budget;
+    int usable = nsubs > budget ? budget : nsubs;
+    long long seq = n->sent_seq, cursor = n->sent_cursor;
+    int sent = 0;
+    bool stopped = false, failed = false;
+    struct buf body = BUF_INIT, msg = BUF_INIT;
+    for (int i = 0; i < n->nevents && !stopped && !failed; i++) {
+        const struct devent *e = &n->events[i];
+        buf_reset(&body);
+        dispatcher_event_body(n, e, &body);
+        for (int r = 0; r < usable; r++) {
+            if (db_int(subs, r, 2) < e->seq) {
+                if (dispatcher_send_one(d, n, e, subs, r, &body, &msg) != PS_OK) {
+                    failed = true;
+                    break;
+                }
+                sent++;
+            }
+            bool last_sub = r == usable - 1;
+            if (!last_sub && (sent >= budget || !link_can_take_more(&d->s->link))) {
+                seq = e->seq - 1;
+                cursor = db_int(subs, r, 0);
+                stopped = true;
+                break;
+            }
+        }
+        if (stopped || failed)
+            break;
+        if (paged && nsubs > budget) {
+            /* More subscriptions than one batch: this event continues. */
+            seq = e->seq - 1;
+            cursor = db_int(subs, usable - 1, 0);
+            stopped = true;
+            break;
+        }
+        seq = e->seq;
+        cursor = 0;
+        if (paged || sent >= budget || !link_can_take_more(&d->s->link)) {
+            stopped = i < n->nevents - 1 || paged;
+            break;
+        }
+    }
+    buf_free(&body);
+    buf_free(&msg);
+    d->notifications_sent += (uint64_t)sent;
+    if (failed) {
+        n->more = true; /* the link is gone: resend from committed later */
+        return;
+    }
+    if (seq != n->sent_seq || cursor != n->sent_cursor)
+        dispatcher_send_barrier(d, n, seq, cursor);
+    if (stopped || n->nevents == d->s->cfg->dispatch_events)
+        n->more = true;
+}
+
+static void dispatcher_subscribers_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dnode *n = arg;
+    struct dispatcher *d = n->d;
+    n->pending--;
+    n->state = DN_READY;
+    if (res == NULL || !db_ok(res) || n->events_failed) {
+        if (res && !db_ok(res))
+            log_error("dispatcher: node %lld: reading subscriptions failed: %s", n->id,
+                      db_error(res));
+        else if (res == NULL)
+            log_debug("dispatcher: node %lld: reading subscriptions failed: %s", n->id, error);
+        dnode_free_events(n);
+        n->more = true;
+        return;
+    }
+    if (link_is_ready(&d->s->link) && n->nevents > 0)
+        dispatcher_fan_out(d, n, res);
+    else if (n->nevents > 0)
+        n->more = true;
+    dnode_free_events(n);
+    dispatcher_kick(d);
+}
+
+/* ---- position, release, commit ------------------------------------------- */
+
+static void dispatcher_position_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dnode *n = arg;
+    struct dispatcher *d = n->d;
+    n->pending--;
+    if (res == NULL || !db_ok(res) || PQntuples(res) != 1) {
+        if (res && !db_ok(res))
+            log_error("dispatcher: node %lld: reading position failed: %s", n->id, db_error(res));
+        else if (res == NULL)
+            log_debug("dispatcher: node %lld: reading position failed: %s", n->id, error);
+        /* Node vanished or query failed: let go of it. */
+        n->state = DN_READY;
+        n->more = false;
+        if (res)
+            dispatcher_release(d, n);
+        return;
+    }
+    n->committed_seq = n->sent_seq = db_int(res, 0, 0);
+    n->committed_cursor = n->sent_cursor = db_int(res, 0, 1);
+    free(n->name);
+    n->name = xstrdup(db_value(res, 0, 2));
+    n->deliver_payloads = db_value(res, 0, 3)[0] == 't';
+    n->headline = strcmp(db_value(res, 0, 4), "headline") == 0;
+    n->state = DN_READY;
+    n->more = true;
+    dispatcher_kick(d);
+}
+
+static void dispatcher_release_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dnode *n = arg;
+    struct dispatcher *d = n->d;
+    (void)res, (void)error;
+    n->pending--;
+    bool rewake = n->rewake;
+    long long id = n->id;
+    if (n->pending == 0)
+        dnode_unlink_free(d, n);
+    if (rewake) {
+        dispatcher_add_woken(d, id);
+        dispatcher_claim(d);
+    }
+}
+
+static void dispatcher_release(struct dispatcher *d, struct dnode *n)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", n->id);
+    const char *params[] = {id};
+    n->state = DN_RELEASING;
+    if (db_conn_submit(&d->db, DB_DISPATCH_RELEASE, 1, params, dispatcher_release_cb, n) == PS_OK) {
+        n->pending++;
+        log_debug("dispatcher: releasing node %lld", n->id);
+        return;
+    }
+    /* Connection gone: the lock went with it. */
+    if (n->pending == 0)
+        dnode_unlink_free(d, n);
+}
+
+static void dispatcher_remove_batch(struct dispatcher *d, struct batch *b)
+{
+    struct batch **pp = &d->batches, *prev = NULL;
+    while (*pp != b) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = b->next;
+    if (d->batches_tail == b)
+        d->batches_tail = prev;
+    b->node->batches--;
+    free(b);
+}
+
+static void dispatcher_commit_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct batch *b = arg;
+    struct dnode *n = b->node;
+    struct dispatcher *d = n->d;
+    n->pending--;
+    if (res && db_ok(res)) {
+        if (b->seq > n->committed_seq ||
+            (b->seq == n->committed_seq && b->cursor > n->committed_cursor)) {
+            n->committed_seq = b->seq;
+            n->committed_cursor = b->cursor;
+        }
+        if (db_value(res, 0, 0)[0] == 't') {
+            log_info("dispatcher: node %lld (%s): delete delivered, node removed", n->id,
+                     n->name ? n->name : "");
+            n->gone = true;
+        }
+    } else {
+        log_warn("dispatcher: node %lld: committing position failed: %s", n->id,
+                 res ? db_error(res) : error);
+    }
+    dispatcher_remove_batch(d, b);
+    dispatcher_kick(d);
+}
+
+void dispatcher_on_iq_reply(struct dispatcher *d, const char *id, bool ok)
+{
+    if (strncmp(id, "pb-", 3) != 0)
+        return;
+    unsigned long long barrier = strtoull(id + 3, NULL, 10);
+    for (struct batch *b = d->batches; b; b = b->next) {
+        if (b->barrier != barrier || b->committing)
+            continue;
+        if (!ok)
+            log_debug("dispatcher: barrier %llu answered with an error (still a barrier)", barrier);
+        b->committing = true;
+        char node[24], seq[24], cursor[24];
+        snprintf(node, sizeof node, "%lld", b->node->id);
+        snprintf(seq, sizeof seq, "%lld", b->seq);
+        snprintf(cursor, sizeof cursor, "%lld", b->cursor);
+        const char *params[] = {node, seq, cursor};
+        if (db_conn_submit(&d->db, DB_DISPATCH_COMMIT, 3, params, dispatcher_commit_cb, b) == PS_OK) {
+            b->node->pending++;
+        } else {
+            /* Database gone: the position stays; the batch will repeat. */
+            dispatcher_remove_batch(d, b);
+        }
+        return;
+    }
+}
+
+void dispatcher_on_bounce(struct dispatcher *d, const char *id, const char *from)
+{
+    (void)d;
+    if (strncmp(id, "ps-", 3) == 0)
+        log_info("dispatcher: notification %s bounced by %s", id, from ? from : "?");
+}
+
+/* ---- scheduling ----------------------------------------------------------- */
+
+/* Moves every node forward: fetch where allowed, release idle ones, claim
+ * woken nodes. */
+static void dispatcher_kick(struct dispatcher *d)
+{
+    struct dnode *n = d->nodes;
+    while (n) {
+        struct dnode *next = n->next;
+        if (n->state == DN_READY) {
+            if (n->gone && n->batches == 0 && n->pending == 0) {
+                dispatcher_release(d, n);
+            } else if (n->more) {
+                dispatcher_fetch(d, n);
+            } else if (n->batches == 0 && n->pending == 0) {
+                dispatcher_release(d, n);
+            }
+        }
+        n = next;
+    }
+    dispatcher_claim(d);
+}
+
+void dispatcher_wake(struct dispatcher *d, long long node_id)
+{
+    struct dnode *n = dnode_find(d, node_id);
+    if (n) {
+        if (n->state == DN_RELEASING)
+            n->rewake = true;
+        else
+            n->more = true;
+    } else {
+        dispatcher_add_woken(d, node_id);
+    }
+    dispatcher_kick(d);
+}
+
+void dispatcher_wake_any(struct dispatcher *d)
+{
+    d->claim_any = true;
+    for (struct dnode *n = d->nodes; n; n = n->next)
+        if (n->state != DN_RELEASING)
+            n->more = true;
+    dispatcher_kick(d);
+}
+
+static void dispatcher_on_notify(void *arg, const char *channel, const char *payload)
+{
+    struct dispatcher *d = arg;
+    (void)channel;
+    long long id = strtoll(payload ? payload : "0", NULL, 10);
+    if (id > 0)
+        dispatcher_wake(d, id);
+}
+
+/* Drops every batch that has not been confirmed: the link that carried it
+ * is gone, so it will be sent again from the committed position. */
+void dispatcher_link_down(struct dispatcher *d)
+{
+    struct batch *b = d->batches;
+    while (b) {
+        struct batch *next = b->next;
+        if (!b->committing)
+            dispatcher_remove_batch(d, b);
+        b = next;
+    }
+    for (struct dnode *n = d->nodes; n; n = n->next) {
+        n->sent_seq = n->committed_seq;
+        n->sent_cursor = n->committed_cursor;
+        if (n->state != DN_RELEASING)
+            n->more = true;
+    }
+}
+
+void dispatcher_link_ready(struct dispatcher *d)
+{
+    d->claim_any = true;
+    dispatcher_kick(d);
+}
+
+void dispatcher_link_drain(struct dispatcher *d)
+{
+    dispatcher_kick(d);
+}
+
+/* The safety net: claims nodes left pending (another process died, a
+ * wake-up was lost) and fails the link when a barrier is not answered. */
+static void dispatcher_poll(struct loop *loop, void *arg)
+{
+    struct dispatcher *d = arg;
+    if (d->batches && loop_now_ms() - d->batches->sent_ms > BARRIER_TIMEOUT_MS &&
+        !d->batches->committing) {
+        log_error("dispatcher: barrier %llu unanswered for %d ms", d->batches->barrier,
+                  BARRIER_TIMEOUT_MS);
+        link_fail(&d->s->link, "barrier ping unanswered");
+    }
+    d->claim_any = true;
+    dispatcher_kick(d);
+    loop_timer_arm(loop, &d->poll_timer, (uint64_t)d->s->cfg->dispatch_poll_ms, dispatcher_poll, d);
+}
+
+static void dispatcher_listen_cb(void *arg, const PGresult *res, const char *error)
+{
+    (void)arg;
+    if (res == NULL || !db_ok(res))
+        log_error("dispatcher: LISTEN failed: %s", res ? db_error(res) : error);
+}
+
+static void dispatcher_db_ready(void *arg)
+{
+    struct dispatcher *d = arg;
+    if (db_conn_submit(&d->db, DB_LISTEN, 0, NULL, dispatcher_listen_cb, d) != PS_OK)
+        log_error("dispatcher: could not LISTEN");
+    d->claim_any = true;
+    dispatcher_kick(d);
+}
+
+/* The connection and its locks are gone: forget every node. */
+static void dispatcher_db_down(void *arg)
+{
+    struct dispatcher *d = arg;
+    d->claim_in_flight = false;
+    while (d->batches)
+        dispatcher_remove_batch(d, d->batches);
+    while (d->nodes)
+        dnode_unlink_free(d, d->nodes);
+    log_warn("dispatcher: database connection lost, node locks released");
+}
+
+static void dispatcher_db_fatal(void *arg, const char *why)
+{
+    struct dispatcher *d = arg;
+    log_error("dispatcher: %s", why);
+    d->s->exit_code = 1;
+    d->s->done = true;
+}
+
+struct dispatcher *dispatcher_new(struct server *s)
+{
+    struct dispatcher *d = xcalloc(1, sizeof *d);
+    d->s = s;
+    struct db_handlers h = {dispatcher_db_ready, dispatcher_db_down, dispatcher_on_notify,
+                            dispatcher_db_fatal, d};
+    db_conn_init(&d->db, s->loop, s->cfg, "dispatch", &h);
+    return d;
+}
+
+void dispatcher_start(struct dispatcher *d)
+{
+    db_conn_start(&d->db);
+    loop_timer_arm(d->s->loop, &d->poll_timer, (uint64_t)d->s->cfg->dispatch_poll_ms,
+                   dispatcher_poll, d);
+}
+
+void dispatcher_stop(struct dispatcher *d)
+{
+    d->stopping = true;
+    loop_timer_disarm(d->s->loop, &d->poll_timer);
+}
+
+bool dispatcher_idle(const struct dispatcher *d)
+{
+    if (d->batches != NULL)
+        return false;
+    for (const struct dnode *n = d->nodes; n; n = n->next)
+        if (n->state == DN_FETCHING)
+            return false;
+    return true;
+}
+
+void dispatcher_free(struct dispatcher *d)
+{
+    if (d == NULL)
+        return;
+    db_conn_free(&d->db); /* runs outstanding callbacks, then on_down */
+    while (d->batches)
+        dispatcher_remove_batch(d, d->batches);
+    while (d->nodes)
+        dnode_unlink_free(d, d->nodes);
+    free(d->woken);
+    free(d);
+}

@@ -1,0 +1,43 @@
+/*
+ * dispatcher.h - drains the outbox (pubsub.event) into notifications.
+ *
+ * One dispatcher per process, with its own database connection (which
+ * holds the node locks and LISTENs for wake-ups).  For each node it holds
+ * (a session advisory lock: one writer per node across processes), it
+ * sends the events after the node's delivered position to the node's
+ * subscriptions, then a ping to the server (the barrier); only when the
+ * ping's answer arrives is the new position committed.  See
+ * docs/architecture.md, "Delivery guarantee".
+ */
+#ifndef PUBSUBD_DISPATCHER_H
+#define PUBSUBD_DISPATCHER_H
+
+#include <stdbool.h>
+
+struct server;
+struct dispatcher;
+
+struct dispatcher *dispatcher_new(struct server *s);
+void dispatcher_free(struct dispatcher *d);
+void dispatcher_start(struct dispatcher *d);
+/* Stops taking new work; in-flight batches still complete. */
+void dispatcher_stop(struct dispatcher *d);
+/* True when no batch waits for its barrier or commit. */
+bool dispatcher_idle(const struct dispatcher *d);
+
+/* A publish (or other event) committed on node_id. */
+void dispatcher_wake(struct dispatcher *d, long long node_id);
+/* Something committed on an unknown node. */
+void dispatcher_wake_any(struct dispatcher *d);
+
+/* Link events (from the server's link handlers). */
+void dispatcher_link_ready(struct dispatcher *d);
+void dispatcher_link_down(struct dispatcher *d);
+void dispatcher_link_drain(struct dispatcher *d);
+
+/* An <iq type='result'/'error'> arrived with this id. */
+void dispatcher_on_iq_reply(struct dispatcher *d, const char *id, bool ok);
+/* A <message type='error'> bounced back with this id. */
+void dispatcher_on_bounce(struct dispatcher *d, const char *id, const char *from);
+
+#endif

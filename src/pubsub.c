@@ -1,0 +1,185 @@
+/*
+ * pubsub.c - routing of <pubsub/> requests, the database call wrapper and
+ * the map from SQL status words to XEP-0060 errors.
+ */
+#include "pubsub.h"
+
+#include <string.h>
+
+#include "log.h"
+
+struct status_error {
+    const char *status;
+    struct xmpp_error err;
+};
+
+/* Every status word the SQL functions return, and its XEP-0060 error. */
+static const struct status_error status_errors[] = {
+    {"item-not-found", {"cancel", "item-not-found", NULL, NULL}},
+    {"no-item", {"cancel", "item-not-found", NULL, NULL}},
+    {"forbidden", {"auth", "forbidden", NULL, NULL}},
+    {"conflict", {"cancel", "conflict", NULL, NULL}},
+    {"payload-too-big", {"modify", "not-acceptable", "payload-too-big", NULL}},
+    {"invalid-payload", {"modify", "bad-request", "invalid-payload", NULL}},
+    {"closed-node", {"cancel", "not-allowed", "closed-node", NULL}},
+    {"not-subscribed", {"cancel", "unexpected-request", "not-subscribed", NULL}},
+    {"invalid-subid", {"modify", "not-acceptable", "invalid-subid", NULL}},
+};
+
+bool pubsub_reply_status(struct server *s, const struct iq_request *req, const char *status)
+{
+    if (strcmp(status, "ok") == 0)
+        return false;
+    for (size_t i = 0; i < ARRAY_LEN(status_errors); i++) {
+        if (strcmp(status_errors[i].status, status) == 0) {
+            (void)stanza_reply_error(&s->link, req, &status_errors[i].err, NULL);
+            return true;
+        }
+    }
+    log_error("iq %s: unknown status \"%s\" from the database", req->id, status);
+    (void)stanza_reply_error(&s->link, req, &ERR_INTERNAL, NULL);
+    return true;
+}
+
+void pubsub_reply_error(struct server *s, struct iq_request *req, const struct xmpp_error *err,
+                        const char *text)
+{
+    (void)stanza_reply_error(&s->link, req, err, text);
+    iq_request_free(req);
+}
+
+struct pubsub_call *pubsub_call_new(struct server *s, struct iq_request *req,
+                                    const char *node, pubsub_done_cb done)
+{
+    struct pubsub_call *call = xcalloc(1, sizeof *call);
+    call->s = s;
+    call->req = req;
+    call->node = node ? xstrdup(node) : NULL;
+    call->done = done;
+    return call;
+}
+
+static void pubsub_call_free(struct pubsub_call *call)
+{
+    iq_request_free(call->req);
+    free(call->node);
+    free(call->item_id);
+    free(call->jid);
+    free(call);
+}
+
+static void pubsub_call_result(void *arg, const PGresult *res, const char *error)
+{
+    struct pubsub_call *call = arg;
+    struct server *s = call->s;
+    s->requests_in_flight--;
+    if (res == NULL) {
+        (void)stanza_reply_error(&s->link, call->req, &ERR_WAIT, "storage unavailable, retry later");
+    } else if (!db_ok(res)) {
+        log_error("iq %s from %s node %s: database error %s", call->req->id, call->req->from,
+                  call->node ? call->node : "-", db_error(res));
+        (void)stanza_reply_error(&s->link, call->req, &ERR_INTERNAL, NULL);
+    } else {
+        call->done(call, res);
+    }
+    (void)error;
+    pubsub_call_free(call);
+}
+
+void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams,
+                        const char *const *params)
+{
+    struct server *s = call->s;
+    int rc = s->stopping ? PS_ERROR
+                         : db_pool_submit(&s->pool, call->node ? call->node : call->req->from_bare,
+                                          stmt, nparams, params, pubsub_call_result, call);
+    if (rc != PS_OK) {
+        (void)stanza_reply_error(&s->link, call->req, &ERR_WAIT,
+                                 s->stopping ? "service shutting down"
+                                 : rc == PS_AGAIN ? "too many requests in flight"
+                                                  : "storage unavailable, retry later");
+        pubsub_call_free(call);
+        return;
+    }
+    s->requests_in_flight++;
+}
+
+/* Requests pubsubd does not implement, with the XEP-0060 feature name the
+ * <unsupported/> error must carry. */
+static const struct {
+    bool owner;
+    const char *verb;
+    const char *feature;
+} unsupported_verbs[] = {
+    {false, "subscriptions", "retrieve-subscriptions"},
+    {false, "affiliations", "retrieve-affiliations"},
+    {false, "options", "subscription-options"},
+    {false, "default", "retrieve-default"},
+    {true, "configure", "config-node"},
+    {true, "default", "retrieve-default"},
+    {true, "purge", "purge-nodes"},
+    {true, "subscriptions", "manage-subscriptions"},
+    {true, "affiliations", "modify-affiliations"},
+};
+
+static void pubsub_reply_unsupported(struct server *s, struct iq_request *req, bool owner,
+                                     const char *verb)
+{
+    for (size_t i = 0; i < ARRAY_LEN(unsupported_verbs); i++) {
+        if (unsupported_verbs[i].owner == owner && strcmp(unsupported_verbs[i].verb, verb) == 0) {
+            struct xmpp_error err = {"cancel", "feature-not-implemented", "unsupported",
+                                     unsupported_verbs[i].feature};
+            pubsub_reply_error(s, req, &err, NULL);
+            return;
+        }
+    }
+    pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+}
+
+void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct stanza *st,
+                      const struct xnode *pubsub, bool owner)
+{
+    const struct xnode *verb = xnode_child(pubsub, NULL, NULL);
+    if (verb == NULL) {
+        pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "empty pubsub request");
+        return;
+    }
+    const char *name = xnode_local_name(verb);
+    bool set = req->is_set;
+    if (owner && strcmp(name, "delete") == 0) {
+        if (set)
+            pubsub_delete(s, req, verb);
+        else
+            pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "delete needs an IQ of type set");
+        return;
+    }
+    if (owner) {
+        pubsub_reply_unsupported(s, req, owner, name);
+        return;
+    }
+    static const struct {
+        const char *verb;
+        bool set;
+    } verbs[] = {{"create", true}, {"publish", true}, {"retract", true},
+                 {"subscribe", true}, {"unsubscribe", true}, {"items", false}};
+    for (size_t i = 0; i < ARRAY_LEN(verbs); i++) {
+        if (strcmp(verbs[i].verb, name) == 0 && verbs[i].set != set) {
+            pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "wrong IQ type for this request");
+            return;
+        }
+    }
+    if (strcmp(name, "create") == 0)
+        pubsub_create(s, req, verb, pubsub);
+    else if (strcmp(name, "publish") == 0)
+        pubsub_publish(s, req, st, verb, pubsub);
+    else if (strcmp(name, "retract") == 0)
+        pubsub_retract(s, req, verb);
+    else if (strcmp(name, "subscribe") == 0)
+        pubsub_subscribe(s, req, verb, pubsub);
+    else if (strcmp(name, "unsubscribe") == 0)
+        pubsub_unsubscribe(s, req, verb);
+    else if (strcmp(name, "items") == 0)
+        pubsub_items(s, req, verb);
+    else
+        pubsub_reply_unsupported(s, req, owner, name);
+}

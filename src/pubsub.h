@@ -1,0 +1,72 @@
+/*
+ * pubsub.h - XEP-0060 request handlers.
+ *
+ * Each handler validates the request, then makes one database call (one
+ * round trip, one transaction) and replies from its callback, so a
+ * result is only ever sent after the transaction committed.
+ *   pubsub.c            routing, the database call wrapper, status mapping
+ *   pubsub_node.c       create (§8.1), delete (§8.4), node disco (§5.3/5.4)
+ *   pubsub_publish.c    publish (§7.1), retract (§7.2)
+ *   pubsub_subscribe.c  subscribe (§6.1), unsubscribe (§6.2)
+ *   pubsub_items.c      retrieve items (§6.5)
+ */
+#ifndef PUBSUBD_PUBSUB_H
+#define PUBSUBD_PUBSUB_H
+
+#include <libpq-fe.h>
+
+#include "db.h"
+#include "server.h"
+#include "stanza.h"
+#include "xml_stream.h"
+
+/* Handles an IQ whose child is <pubsub/> (owner false) or
+ * <pubsub xmlns='...#owner'/> (owner true).  Takes ownership of req. */
+void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct stanza *st,
+                      const struct xnode *pubsub, bool owner);
+
+/* ---- shared by the pubsub_*.c files ---- */
+
+struct pubsub_call;
+typedef void (*pubsub_done_cb)(struct pubsub_call *call, const PGresult *res);
+
+/* One IQ waiting for its database call.  Owns every field. */
+struct pubsub_call {
+    struct server *s;
+    struct iq_request *req;
+    char *node;
+    char *item_id;
+    char *jid;
+    pubsub_done_cb done;
+};
+
+/* Takes ownership of req; node may be NULL. */
+struct pubsub_call *pubsub_call_new(struct server *s, struct iq_request *req,
+                                    const char *node, pubsub_done_cb done);
+/* Submits the call's statement.  On any failure the IQ is answered with a
+ * wait error and call freed; on success done runs later with the result
+ * (only for a successful statement), then call is freed. */
+void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams,
+                        const char *const *params);
+/* Answers with the XEP-0060 error that a status word from SQL names.
+ * Returns false when status is "ok" (nothing sent). */
+bool pubsub_reply_status(struct server *s, const struct iq_request *req, const char *status);
+/* Answers and frees req. */
+void pubsub_reply_error(struct server *s, struct iq_request *req, const struct xmpp_error *err,
+                        const char *text);
+
+/* Handlers (take ownership of req). */
+void pubsub_create(struct server *s, struct iq_request *req, const struct xnode *create,
+                   const struct xnode *pubsub);
+void pubsub_delete(struct server *s, struct iq_request *req, const struct xnode *del);
+void pubsub_publish(struct server *s, struct iq_request *req, const struct stanza *st,
+                    const struct xnode *publish, const struct xnode *pubsub);
+void pubsub_retract(struct server *s, struct iq_request *req, const struct xnode *retract);
+void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xnode *sub,
+                      const struct xnode *pubsub);
+void pubsub_unsubscribe(struct server *s, struct iq_request *req, const struct xnode *unsub);
+void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items);
+/* disco#info / disco#items with a node attribute. */
+void pubsub_disco_node_info(struct server *s, struct iq_request *req, const char *node);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * pubsub_items.c - retrieve items (§6.5): all, max_items, or by id.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jid.h"
+#include "pubsub.h"
+
+static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
+                                                      NULL};
+
+static void pubsub_items_done(struct pubsub_call *call, const PGresult *res)
+{
+    int rows = PQntuples(res);
+    if (rows == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_INTERNAL, NULL);
+        return;
+    }
+    if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
+        return;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><items node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'>");
+    for (int i = 1; i < rows; i++) {
+        buf_puts(&b, "<item id='");
+        buf_put_escaped(&b, db_value(res, i, 1));
+        buf_puts(&b, "'");
+        if (db_is_null(res, i, 3)) {
+            buf_puts(&b, "/>");
+            continue;
+        }
+        buf_puts(&b, ">");
+        buf_puts(&b, db_value(res, i, 3));
+        buf_puts(&b, "</item>");
+    }
+    buf_puts(&b, "</items></pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items)
+{
+    const char *node = xnode_attr(items, "node");
+    if (node == NULL || *node == '\0') {
+        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+        return;
+    }
+    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    long max = s->cfg->max_items_per_request;
+    const char *max_attr = xnode_attr(items, "max_items");
+    if (max_attr) {
+        char *end;
+        long v = strtol(max_attr, &end, 10);
+        if (*max_attr == '\0' || *end != '\0' || v < 1) {
+            pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "invalid max_items");
+            return;
+        }
+        if (v < max)
+            max = v;
+    }
+    /* Requested ids, newline separated (ids cannot hold control chars). */
+    struct buf ids = BUF_INIT;
+    int nids = 0;
+    for (const struct xnode *it = xnode_child(items, "item", NS_PUBSUB); it;
+         it = xnode_next(it, "item", NS_PUBSUB)) {
+        const char *id = xnode_attr(it, "id");
+        if (id == NULL || !item_id_is_valid(id, (size_t)s->cfg->max_item_id_bytes)) {
+            buf_free(&ids);
+            pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "item without a valid id");
+            return;
+        }
+        if (nids++ > 0)
+            buf_puts(&ids, "\n");
+        buf_puts(&ids, id);
+        if (nids > s->cfg->max_items_per_request) {
+            buf_free(&ids);
+            pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "too many item ids");
+            return;
+        }
+    }
+    char maxs[24];
+    snprintf(maxs, sizeof maxs, "%ld", max);
+    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_items_done);
+    const char *params[] = {call->node, req->from_bare, maxs, nids ? ids.data : NULL};
+    pubsub_call_submit(call, DB_GET_ITEMS, 4, params);
+    buf_free(&ids);
+}

@@ -1,0 +1,121 @@
+/*
+ * pubsub_node.c - node creation (§8.1.1 named, §8.1.2 instant), deletion
+ * (§8.4) and node discovery (§5.4).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ids.h"
+#include "jid.h"
+#include "log.h"
+#include "pubsub.h"
+
+static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
+                                                      NULL};
+static const struct xmpp_error ERR_NODEID_INVALID = {"modify", "not-acceptable", NULL, NULL};
+static const struct xmpp_error ERR_CREATE_AND_CONFIGURE = {"cancel", "feature-not-implemented",
+                                                           "unsupported", "config-node"};
+
+static void pubsub_create_done(struct pubsub_call *call, const PGresult *res)
+{
+    const char *status = db_value(res, 0, 0);
+    if (pubsub_reply_status(call->s, call->req, status))
+        return;
+    log_info("node %s: created by %s", call->node, call->req->from_bare);
+    if (call->item_id == NULL) {
+        /* Named node: an empty result (§8.1.1). */
+        (void)stanza_reply_result(&call->s->link, call->req, NULL);
+        return;
+    }
+    /* Instant node: tell the creator the NodeID (§8.1.2). */
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><create node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'/></pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+void pubsub_create(struct server *s, struct iq_request *req, const struct xnode *create,
+                   const struct xnode *pubsub)
+{
+    const struct xnode *configure = xnode_child(pubsub, "configure", NS_PUBSUB);
+    if (configure && xnode_child(configure, NULL, NULL)) {
+        pubsub_reply_error(s, req, &ERR_CREATE_AND_CONFIGURE,
+                           "node configuration forms are not supported yet");
+        return;
+    }
+    const char *node = xnode_attr(create, "node");
+    char *generated = NULL;
+    if (node == NULL) {
+        generated = ids_new_item_id();
+        if (generated == NULL) {
+            pubsub_reply_error(s, req, &ERR_INTERNAL, "no randomness");
+            return;
+        }
+        node = generated;
+    } else if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_NODEID_INVALID,
+                           "invalid NodeID");
+        return;
+    }
+    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_create_done);
+    call->item_id = generated; /* marks an instant node */
+    char max_items[24], max_payload[24];
+    snprintf(max_items, sizeof max_items, "%d", s->cfg->default_max_items);
+    snprintf(max_payload, sizeof max_payload, "%d", s->cfg->max_payload_bytes);
+    const char *params[] = {call->node, req->from_bare, max_items, max_payload};
+    pubsub_call_submit(call, DB_CREATE_NODE, 4, params);
+}
+
+static void pubsub_delete_done(struct pubsub_call *call, const PGresult *res)
+{
+    if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
+        return;
+    log_info("node %s: deleted by %s", call->node, call->req->from_bare);
+    (void)stanza_reply_result(&call->s->link, call->req, NULL);
+}
+
+void pubsub_delete(struct server *s, struct iq_request *req, const struct xnode *del)
+{
+    const char *node = xnode_attr(del, "node");
+    if (node == NULL || *node == '\0') {
+        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+        return;
+    }
+    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_delete_done);
+    const char *params[] = {call->node, req->from_bare};
+    pubsub_call_submit(call, DB_DELETE_NODE, 2, params);
+}
+
+static void pubsub_node_info_done(struct pubsub_call *call, const PGresult *res)
+{
+    if (PQntuples(res) == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<query xmlns='" NS_DISCO_INFO "' node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'><identity category='pubsub' type='");
+    buf_puts(&b, strcmp(db_value(res, 0, 0), "collection") == 0 ? "collection" : "leaf");
+    buf_puts(&b, "'/><feature var='" NS_PUBSUB "'/><feature var='" NS_DISCO_INFO
+                 "'/><feature var='" NS_DISCO_ITEMS "'/></query>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+void pubsub_disco_node_info(struct server *s, struct iq_request *req, const char *node)
+{
+    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_node_info_done);
+    const char *params[] = {call->node};
+    pubsub_call_submit(call, DB_NODE_INFO, 1, params);
+}
