@@ -62,7 +62,7 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "WITH cand AS MATERIALIZED ("
         " SELECT d.node_id FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
         " WHERE n.last_seq > d.delivered_seq AND NOT (d.node_id = ANY ($1::bigint[]))"
-        "   AND ($3::bigint IS NULL OR d.node_id = $3)"
+        "   AND ($3::bigint[] IS NULL OR d.node_id = ANY ($3::bigint[]))"
         " ORDER BY d.updated_at LIMIT $2)"
         " SELECT node_id FROM cand WHERE pg_try_advisory_lock(node_id)"},
     [DB_DISPATCH_POSITION] = {"dispatch_position", 1,
@@ -290,6 +290,14 @@ void db_conn_close(struct db_conn *c, const char *why)
     db_drop(c, why, false);
 }
 
+static void db_notice(void *arg, const char *message)
+{
+    struct db_conn *c = arg;
+    size_t n = strlen(message);
+    log_debug("database %s: %.*s", c->label, (int)(n && message[n - 1] == '\n' ? n - 1 : n),
+              message);
+}
+
 static void db_connect(struct db_conn *c)
 {
     c->pg = PQconnectStart(c->cfg->database);
@@ -306,6 +314,7 @@ static void db_connect(struct db_conn *c)
         db_schedule_reconnect(c);
         return;
     }
+    PQsetNoticeProcessor(c->pg, db_notice, c);
     db_set_state(c, DB_CONNECTING);
     db_watch(c, LOOP_WRITE);
 }

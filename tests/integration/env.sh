@@ -221,7 +221,7 @@ children_of() {
 	local stat pid ppid line
 	for stat in /proc/[0-9]*/stat; do
 		# field 4 is ppid; comm (field 2) may contain spaces, strip it first
-		read -r line < "$stat" 2>/dev/null || continue
+		{ read -r line < "$stat"; } 2>/dev/null || continue
 		line=${line##*) }
 		ppid=$(echo "$line" | cut -d' ' -f2)
 		if [ "$ppid" = "$1" ]; then
