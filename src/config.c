@@ -226,8 +226,11 @@ static int config_check(struct config *cfg, char **errmsg)
         *errmsg = xasprintf("db_reconnect_min_ms is greater than db_reconnect_max_ms");
         return -1;
     }
-    if (cfg->output_buffer_high > cfg->output_buffer_max) {
-        *errmsg = xasprintf("output_buffer_high is greater than output_buffer_max");
+    /* A batch stops once the buffer passes output_buffer_high, after at
+     * most one more stanza: the hard limit must leave room for it. */
+    if ((long)cfg->output_buffer_high + 2L * cfg->max_stanza_bytes > cfg->output_buffer_max) {
+        *errmsg = xasprintf("output_buffer_max must be at least output_buffer_high + "
+                            "2 x max_stanza_bytes");
         return -1;
     }
     if (cfg->max_payload_bytes > cfg->max_stanza_bytes) {
