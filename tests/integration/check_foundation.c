@@ -429,6 +429,34 @@ START_TEST(test_bad_config_exits)
 }
 END_TEST
 
+/* A database whose schema is newer than the binary: refuse to start. */
+START_TEST(test_newer_schema_refused)
+{
+    char *jid = component_jid(6);
+    char *db = h_db_create();
+    struct h_client *alice = h_client_connect("alice");
+    struct h_proc *p = h_pubsubd_start(jid, db, NULL);
+    wait_up(p, alice, jid);
+    h_pubsubd_stop(p);
+    long long applied = h_sql_int(db, "SELECT max(version) FROM pubsub.schema_migrations");
+    ck_assert_int_ge(applied, 1);
+    PQclear(h_sql(db, "INSERT INTO pubsub.schema_migrations (version, name) "
+                      "VALUES (999, '999_future.sql')"));
+    p = h_pubsubd_start(jid, db, NULL);
+    int status = h_proc_wait_exit(p, 5000);
+    if (status != 1 || !h_proc_log_contains(p, "newer than this pubsubd knows")) {
+        h_fail_dump(p);
+        ck_abort_msg("schema version 999: status %d, expected 1 and a log line", status);
+    }
+    h_proc_free(p);
+    /* Nothing was changed by the refused start. */
+    ck_assert_int_eq(h_sql_int(db, "SELECT count(*) FROM pubsub.schema_migrations"), applied + 1);
+    h_client_disconnect(alice);
+    free(db);
+    free(jid);
+}
+END_TEST
+
 /* ---- 8. two processes start on one fresh database ----------------------- */
 
 START_TEST(test_concurrent_start)
@@ -484,6 +512,7 @@ static Suite *foundation_suite(void)
     suite_add_tcase(s, tcase("sigterm_exits_zero", test_sigterm_exits_zero));
     suite_add_tcase(s, tcase("bad_config_exits", test_bad_config_exits));
     suite_add_tcase(s, tcase("concurrent_start", test_concurrent_start));
+    suite_add_tcase(s, tcase("newer_schema_refused", test_newer_schema_refused));
     return s;
 }
 
