@@ -104,3 +104,19 @@ char *buf_steal(struct buf *b)
     b->len = b->cap = 0;
     return p;
 }
+
+void buf_put_json_string(struct buf *b, const char *s)
+{
+    buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            buf_append(b, esc, 2);
+        } else if (*p < 0x20) {
+            buf_printf(b, "\\u%04x", *p);
+        } else {
+            buf_append(b, p, 1);
+        }
+    }
+    buf_puts(b, "\"");
+}

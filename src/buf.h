@@ -26,6 +26,8 @@ void buf_printf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
  * attribute values alike). */
 void buf_put_escaped(struct buf *b, const char *s);
 void buf_put_escaped_n(struct buf *b, const char *s, size_t n);
+/* Appends s as a JSON string literal (quoted, escaped). */
+void buf_put_json_string(struct buf *b, const char *s);
 /* Removes the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);

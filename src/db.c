@@ -39,12 +39,22 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_NODE_INFO] = {"node_info", 1,
         "SELECT n.kind, c.title FROM pubsub.node n JOIN pubsub.node_config c"
         " ON c.node_id = n.node_id WHERE n.name = $1 AND NOT n.deleted"},
+    /* $3 the defaults, $4 the submitted changes (or NULL). */
     [DB_CREATE_NODE] = {"create_node", 4,
-        "SELECT pubsub.create_node($1, $2, $3, $4)"},
+        "SELECT pubsub.create_node($1, $2, $3::jsonb || coalesce($4::jsonb, '{}'))"},
+    [DB_GET_CONFIG] = {"get_config", 2,
+        "SELECT pubsub.affiliation_of(n.node_id, $2) AS affiliation, c.*"
+        " FROM pubsub.node n JOIN pubsub.node_config c ON c.node_id = n.node_id"
+        " WHERE n.name = $1 AND NOT n.deleted"},
+    [DB_CONFIGURE_NODE] = {"configure_node", 3,
+        "SELECT status, node_id FROM pubsub.configure_node($1, $2, $3::jsonb)"},
+    [DB_PURGE_NODE] = {"purge_node", 2,
+        "SELECT status, node_id FROM pubsub.purge_node($1, $2)"},
+    [DB_EXPIRE_ITEMS] = {"expire_items", 1, "SELECT pubsub.expire_items($1)"},
     [DB_DELETE_NODE] = {"delete_node", 2,
         "SELECT pubsub.delete_node($1, $2)"},
-    [DB_PUBLISH] = {"publish", 4,
-        "SELECT status, seq, node_id FROM pubsub.publish_trusted($1, $2, $3, $4)"},
+    [DB_PUBLISH] = {"publish", 6,
+        "SELECT status, seq, node_id FROM pubsub.publish_trusted($1, $2, $3, $4, $5, $6::jsonb)"},
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
     [DB_SUBSCRIBE] = {"subscribe", 3,
@@ -67,7 +77,7 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         " SELECT node_id FROM cand WHERE pg_try_advisory_lock(node_id)"},
     [DB_DISPATCH_POSITION] = {"dispatch_position", 1,
         "SELECT d.delivered_seq, d.fanout_cursor, n.name, c.deliver_payloads,"
-        " c.notification_type"
+        " c.notification_type, c.notify_delete"
         " FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
         " JOIN pubsub.node_config c ON c.node_id = d.node_id WHERE d.node_id = $1"},
     [DB_DISPATCH_EVENTS] = {"dispatch_events", 4,

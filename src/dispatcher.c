@@ -39,7 +39,7 @@ enum dnode_state {
 
 struct devent {
     long long seq;
-    char kind; /* 'p' publish, 'r' retract, 'd' delete */
+    char kind; /* 'p' publish, 'r' retract, 'd' delete, 'u' purge, 'c' config */
     char *item_id;
     char *payload;
 };
@@ -50,6 +50,7 @@ struct dnode {
     char *name;
     bool deliver_payloads;
     bool headline;
+    bool notify_delete;
     enum dnode_state state;
     long long committed_seq, committed_cursor;
     long long sent_seq, sent_cursor;
@@ -82,6 +83,7 @@ struct dispatcher {
     unsigned long long next_barrier;
     bool stopping;
     bool claim_in_flight;
+    bool expiring;           /* an expiry batch is in flight */
     bool claim_any;          /* a general claim is wanted */
     long long *woken;        /* node ids to claim */
     int nwoken, cap_woken;
@@ -92,6 +94,7 @@ struct dispatcher {
 static void dispatcher_fetch(struct dispatcher *d, struct dnode *n);
 static void dispatcher_kick(struct dispatcher *d);
 static void dispatcher_claim(struct dispatcher *d);
+static void dispatcher_expire(struct dispatcher *d);
 
 /* ---- dnode table ------------------------------------------------------- */
 
@@ -276,7 +279,11 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
         struct devent *e = &n->events[i];
         e->seq = db_int(res, i, 0);
         const char *kind = db_value(res, i, 1);
-        e->kind = kind[0] == 'p' ? 'p' : kind[0] == 'r' ? 'r' : 'd';
+        e->kind = strcmp(kind, "publish") == 0   ? 'p'
+                  : strcmp(kind, "retract") == 0 ? 'r'
+                  : strcmp(kind, "purge") == 0   ? 'u'
+                  : strcmp(kind, "config") == 0  ? 'c'
+                                                 : 'd';
         e->item_id = db_is_null(res, i, 2) ? NULL : xstrdup(db_value(res, i, 2));
         e->payload = db_is_null(res, i, 4) ? NULL : xstrdup(db_value(res, i, 4));
     }
@@ -286,8 +293,9 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
 static void dispatcher_event_body(const struct dnode *n, const struct devent *e, struct buf *b)
 {
     buf_puts(b, "<event xmlns='" NS_PUBSUB_EVENT "'>");
-    if (e->kind == 'd') {
-        buf_puts(b, "<delete node='");
+    if (e->kind == 'd' || e->kind == 'u' || e->kind == 'c') {
+        buf_puts(b, e->kind == 'd' ? "<delete node='" : e->kind == 'u' ? "<purge node='"
+                                                                       : "<configuration node='");
         buf_put_escaped(b, n->name);
         buf_puts(b, "'/></event>");
         return;
@@ -376,10 +384,11 @@ static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGre
     struct buf body = BUF_INIT, msg = BUF_INIT;
     for (int i = 0; i < n->nevents && !stopped && !failed; i++) {
         const struct devent *e = &n->events[i];
+        bool silent = e->kind == 'd' && !n->notify_delete;
         buf_reset(&body);
         dispatcher_event_body(n, e, &body);
         for (int r = 0; r < usable; r++) {
-            if (db_int(subs, r, 2) < e->seq) {
+            if (!silent && db_int(subs, r, 2) < e->seq) {
                 if (dispatcher_send_one(d, n, e, subs, r, &body, &msg) != PS_OK) {
                     failed = true;
                     break;
@@ -472,6 +481,7 @@ static void dispatcher_position_cb(void *arg, const PGresult *res, const char *e
     n->name = xstrdup(db_value(res, 0, 2));
     n->deliver_payloads = db_value(res, 0, 3)[0] == 't';
     n->headline = strcmp(db_value(res, 0, 4), "headline") == 0;
+    n->notify_delete = db_value(res, 0, 5)[0] == 't';
     n->state = DN_READY;
     n->more = true;
     dispatcher_kick(d);
@@ -666,11 +676,42 @@ void dispatcher_link_drain(struct dispatcher *d)
     dispatcher_kick(d);
 }
 
+#define EXPIRE_BATCH 1000
+
+static void dispatcher_expire_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dispatcher *d = arg;
+    d->expiring = false;
+    if (res == NULL || !db_ok(res)) {
+        log_warn("dispatcher: expiring items failed: %s", res ? db_error(res) : error);
+        return;
+    }
+    long long n = db_int(res, 0, 0);
+    if (n > 0)
+        log_debug("dispatcher: %lld expired items removed", n);
+    if (n == EXPIRE_BATCH)
+        dispatcher_expire(d); /* more are due */
+}
+
+/* Removes items past pubsub#item_expire, a bounded batch at a time. */
+static void dispatcher_expire(struct dispatcher *d)
+{
+    if (d->expiring || d->stopping)
+        return;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", EXPIRE_BATCH);
+    const char *params[] = {limit};
+    if (db_conn_submit(&d->db, DB_EXPIRE_ITEMS, 1, params, dispatcher_expire_cb, d) == PS_OK)
+        d->expiring = true;
+}
+
 /* The safety net: claims nodes left pending (another process died, a
- * wake-up was lost) and fails the link when a barrier is not answered. */
+ * wake-up was lost) and fails the link when a barrier is not answered.
+ * Also the janitor's clock (item expiry). */
 static void dispatcher_poll(struct loop *loop, void *arg)
 {
     struct dispatcher *d = arg;
+    dispatcher_expire(d);
     if (d->batches && loop_now_ms() - d->batches->sent_ms > BARRIER_TIMEOUT_MS &&
         !d->batches->committing) {
         log_error("dispatcher: barrier %llu unanswered for %d ms", d->batches->barrier,
@@ -703,6 +744,7 @@ static void dispatcher_db_down(void *arg)
 {
     struct dispatcher *d = arg;
     d->claim_in_flight = false;
+    d->expiring = false;
     while (d->batches)
         dispatcher_remove_batch(d, d->batches);
     while (d->nodes)

@@ -23,6 +23,7 @@ static const struct status_error status_errors[] = {
     {"invalid-payload", {"modify", "bad-request", "invalid-payload", NULL}},
     {"closed-node", {"cancel", "not-allowed", "closed-node", NULL}},
     {"not-subscribed", {"cancel", "unexpected-request", "not-subscribed", NULL}},
+    {"precondition-not-met", {"cancel", "conflict", "precondition-not-met", NULL}},
     {"invalid-subid", {"modify", "not-acceptable", "invalid-subid", NULL}},
 };
 
@@ -114,10 +115,7 @@ static const struct {
     {false, "subscriptions", "retrieve-subscriptions"},
     {false, "affiliations", "retrieve-affiliations"},
     {false, "options", "subscription-options"},
-    {false, "default", "retrieve-default"},
-    {true, "configure", "config-node"},
-    {true, "default", "retrieve-default"},
-    {true, "purge", "purge-nodes"},
+    {false, "default", "retrieve-default-sub"},
     {true, "subscriptions", "manage-subscriptions"},
     {true, "affiliations", "modify-affiliations"},
 };
@@ -153,6 +151,18 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
             pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "delete needs an IQ of type set");
         return;
     }
+    if (owner && strcmp(name, "configure") == 0) {
+        pubsub_configure(s, req, verb);
+        return;
+    }
+    if (owner && strcmp(name, "default") == 0) {
+        pubsub_default_config(s, req);
+        return;
+    }
+    if (owner && strcmp(name, "purge") == 0) {
+        pubsub_purge(s, req, verb);
+        return;
+    }
     if (owner) {
         pubsub_reply_unsupported(s, req, owner, name);
         return;
@@ -180,6 +190,7 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
         pubsub_unsubscribe(s, req, verb);
     else if (strcmp(name, "items") == 0)
         pubsub_items(s, req, verb);
+
     else
         pubsub_reply_unsupported(s, req, owner, name);
 }

@@ -9,6 +9,7 @@
  *   pubsub_publish.c    publish (§7.1), retract (§7.2)
  *   pubsub_subscribe.c  subscribe (§6.1), unsubscribe (§6.2)
  *   pubsub_items.c      retrieve items (§6.5)
+ *   pubsub_config.c     configuration (§8.2, §8.3), purge (§8.5), forms
  */
 #ifndef PUBSUBD_PUBSUB_H
 #define PUBSUBD_PUBSUB_H
@@ -66,6 +67,15 @@ void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xno
                       const struct xnode *pubsub);
 void pubsub_unsubscribe(struct server *s, struct iq_request *req, const struct xnode *unsub);
 void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items);
+void pubsub_configure(struct server *s, struct iq_request *req, const struct xnode *configure);
+void pubsub_default_config(struct server *s, struct iq_request *req);
+void pubsub_purge(struct server *s, struct iq_request *req, const struct xnode *purge);
+/* Parses the data form child of parent (a configure or publish-options
+ * element) as FORM_TYPE form_type into a JSON object of columns.  Returns
+ * 1 (json filled), 0 (no form, or a cancel form) or -1 (answered with the
+ * XEP's error; *reqp freed and set to NULL). */
+int pubsub_parse_config_form(struct server *s, struct iq_request **reqp, const struct xnode *parent,
+                             const char *form_type, struct buf *json) MUSTCHECK;
 /* disco#info / disco#items with a node attribute. */
 void pubsub_disco_node_info(struct server *s, struct iq_request *req, const char *node);
 

@@ -8,13 +8,12 @@
 #include "ids.h"
 #include "jid.h"
 #include "log.h"
+#include "node_config.h"
 #include "pubsub.h"
 
 static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
                                                       NULL};
 static const struct xmpp_error ERR_NODEID_INVALID = {"modify", "not-acceptable", NULL, NULL};
-static const struct xmpp_error ERR_CREATE_AND_CONFIGURE = {"cancel", "feature-not-implemented",
-                                                           "unsupported", "config-node"};
 
 static void pubsub_create_done(struct pubsub_call *call, const PGresult *res)
 {
@@ -39,12 +38,6 @@ static void pubsub_create_done(struct pubsub_call *call, const PGresult *res)
 void pubsub_create(struct server *s, struct iq_request *req, const struct xnode *create,
                    const struct xnode *pubsub)
 {
-    const struct xnode *configure = xnode_child(pubsub, "configure", NS_PUBSUB);
-    if (configure && xnode_child(configure, NULL, NULL)) {
-        pubsub_reply_error(s, req, &ERR_CREATE_AND_CONFIGURE,
-                           "node configuration forms are not supported yet");
-        return;
-    }
     const char *node = xnode_attr(create, "node");
     char *generated = NULL;
     if (node == NULL) {
@@ -59,13 +52,25 @@ void pubsub_create(struct server *s, struct iq_request *req, const struct xnode 
                            "invalid NodeID");
         return;
     }
+    /* Create-and-configure (§8.1.3): the submitted form changes the
+     * defaults. */
+    struct buf changes = BUF_INIT;
+    const struct xnode *configure = xnode_child(pubsub, "configure", NS_PUBSUB);
+    if (configure &&
+        pubsub_parse_config_form(s, &req, configure, NS_NODE_CONFIG, &changes) < 0) {
+        buf_free(&changes);
+        free(generated);
+        return;
+    }
+    struct buf defaults = BUF_INIT;
+    node_config_defaults_json(s->cfg, &defaults);
     struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_create_done);
     call->item_id = generated; /* marks an instant node */
-    char max_items[24], max_payload[24];
-    snprintf(max_items, sizeof max_items, "%d", s->cfg->default_max_items);
-    snprintf(max_payload, sizeof max_payload, "%d", s->cfg->max_payload_bytes);
-    const char *params[] = {call->node, req->from_bare, max_items, max_payload};
+    const char *params[] = {call->node, req->from_bare, defaults.data,
+                            changes.len ? changes.data : NULL};
     pubsub_call_submit(call, DB_CREATE_NODE, 4, params);
+    buf_free(&defaults);
+    buf_free(&changes);
 }
 
 static void pubsub_delete_done(struct pubsub_call *call, const PGresult *res)

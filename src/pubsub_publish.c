@@ -12,6 +12,7 @@
 #include "ids.h"
 #include "jid.h"
 #include "log.h"
+#include "node_config.h"
 #include "pubsub.h"
 
 static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
@@ -23,8 +24,6 @@ static const struct xmpp_error ERR_INVALID_PAYLOAD = {"modify", "bad-request", "
                                                       NULL};
 static const struct xmpp_error ERR_PAYLOAD_TOO_BIG = {"modify", "not-acceptable", "payload-too-big",
                                                       NULL};
-static const struct xmpp_error ERR_PUBLISH_OPTIONS = {"cancel", "feature-not-implemented",
-                                                      "unsupported", "publish-options"};
 
 /* The one payload element of item, or NULL with *err set. */
 static const struct xnode *publish_payload(const struct xnode *item, const struct xmpp_error **err)
@@ -72,10 +71,6 @@ void pubsub_publish(struct server *s, struct iq_request *req, const struct stanz
         pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
         return;
     }
-    if (xnode_child(pubsub, "publish-options", NS_PUBSUB)) {
-        pubsub_reply_error(s, req, &ERR_PUBLISH_OPTIONS, NULL);
-        return;
-    }
     const struct xnode *item = xnode_child(publish, "item", NS_PUBSUB);
     if (item == NULL) {
         pubsub_reply_error(s, req, &ERR_ITEM_REQUIRED, NULL);
@@ -112,18 +107,27 @@ void pubsub_publish(struct server *s, struct iq_request *req, const struct stanz
         pubsub_reply_error(s, req, &ERR_PAYLOAD_TOO_BIG, NULL);
         return;
     }
-    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_publish_done);
-    call->item_id = item_id ? xstrdup(item_id) : ids_new_item_id();
-    if (call->item_id == NULL) {
+    /* Publish-options (§7.1.5): preconditions on the node configuration. */
+    struct buf pre = BUF_INIT;
+    const struct xnode *options = xnode_child(pubsub, "publish-options", NS_PUBSUB);
+    if (options && pubsub_parse_config_form(s, &req, options, NS_PUBLISH_OPTIONS, &pre) < 0) {
+        buf_free(&pre);
         buf_free(&text);
-        pubsub_reply_error(s, call->req, &ERR_INTERNAL, "no randomness");
-        call->req = NULL;
-        free(call->node);
-        free(call);
         return;
     }
-    const char *params[] = {call->node, call->item_id, text.data, req->from_bare};
-    pubsub_call_submit(call, DB_PUBLISH, 4, params);
+    char *generated = item_id ? NULL : ids_new_item_id();
+    if (item_id == NULL && generated == NULL) {
+        buf_free(&pre);
+        buf_free(&text);
+        pubsub_reply_error(s, req, &ERR_INTERNAL, "no randomness");
+        return;
+    }
+    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_publish_done);
+    call->item_id = generated ? generated : xstrdup(item_id);
+    const char *params[] = {call->node, call->item_id, text.data, req->from_bare,
+                            xnode_ns(payload), pre.len ? pre.data : NULL};
+    pubsub_call_submit(call, DB_PUBLISH, 6, params);
+    buf_free(&pre);
     buf_free(&text);
 }
 

@@ -1,0 +1,138 @@
+/*
+ * forms.c - XEP-0004 data forms.
+ */
+#include "forms.h"
+
+#include <string.h>
+
+static void form_add_value(struct form_field *f, const char *v)
+{
+    f->values = xrealloc(f->values, (size_t)(f->nvalues + 1) * sizeof *f->values);
+    f->values[f->nvalues++] = xstrdup(v);
+}
+
+int form_parse(const struct xnode *x, struct form *out)
+{
+    memset(out, 0, sizeof *out);
+    if (strcmp(xnode_local_name(x), "x") != 0 || strcmp(xnode_ns(x), NS_DATA) != 0)
+        return -1;
+    const char *type = xnode_attr(x, "type");
+    out->type = xstrdup(type ? type : "");
+    for (const struct xnode *c = xnode_child(x, "field", NS_DATA); c;
+         c = xnode_next(c, "field", NS_DATA)) {
+        const char *var = xnode_attr(c, "var");
+        if (var == NULL)
+            return -1;
+        out->fields = xrealloc(out->fields, (size_t)(out->nfields + 1) * sizeof *out->fields);
+        struct form_field *f = &out->fields[out->nfields++];
+        memset(f, 0, sizeof *f);
+        f->var = xstrdup(var);
+        for (const struct xnode *v = xnode_child(c, "value", NS_DATA); v;
+             v = xnode_next(v, "value", NS_DATA)) {
+            struct buf text = BUF_INIT;
+            xnode_text(v, &text);
+            form_add_value(f, text.data ? text.data : "");
+            buf_free(&text);
+        }
+        if (strcmp(var, "FORM_TYPE") == 0 && f->nvalues > 0 && out->form_type == NULL)
+            out->form_type = xstrdup(f->values[0]);
+    }
+    return 0;
+}
+
+void form_free(struct form *f)
+{
+    for (int i = 0; i < f->nfields; i++) {
+        for (int j = 0; j < f->fields[i].nvalues; j++)
+            free(f->fields[i].values[j]);
+        free(f->fields[i].values);
+        free(f->fields[i].var);
+    }
+    free(f->fields);
+    free(f->type);
+    free(f->form_type);
+    memset(f, 0, sizeof *f);
+}
+
+const struct form_field *form_field(const struct form *f, const char *var)
+{
+    for (int i = 0; i < f->nfields; i++)
+        if (strcmp(f->fields[i].var, var) == 0)
+            return &f->fields[i];
+    return NULL;
+}
+
+int form_parse_boolean(const char *s, bool *out)
+{
+    if (strcmp(s, "1") == 0 || strcmp(s, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(s, "0") == 0 || strcmp(s, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+void form_open(struct buf *b, const char *type, const char *form_type)
+{
+    buf_puts(b, "<x xmlns='" NS_DATA "' type='");
+    buf_puts(b, type);
+    buf_puts(b, "'>");
+    if (form_type)
+        form_add_field(b, "FORM_TYPE", "hidden", NULL, form_type);
+}
+
+static void form_field_open(struct buf *b, const char *var, const char *type, const char *label)
+{
+    buf_puts(b, "<field var='");
+    buf_put_escaped(b, var);
+    buf_puts(b, "'");
+    if (type) {
+        buf_puts(b, " type='");
+        buf_puts(b, type);
+        buf_puts(b, "'");
+    }
+    if (label) {
+        buf_puts(b, " label='");
+        buf_put_escaped(b, label);
+        buf_puts(b, "'");
+    }
+    buf_puts(b, ">");
+}
+
+static void form_value(struct buf *b, const char *value)
+{
+    buf_puts(b, "<value>");
+    buf_put_escaped(b, value);
+    buf_puts(b, "</value>");
+}
+
+void form_add_field(struct buf *b, const char *var, const char *type, const char *label,
+                    const char *value)
+{
+    form_field_open(b, var, type, label);
+    if (value)
+        form_value(b, value);
+    buf_puts(b, "</field>");
+}
+
+void form_add_list(struct buf *b, const char *var, const char *label, const char *value,
+                   const char *const *options)
+{
+    form_field_open(b, var, "list-single", label);
+    for (int i = 0; options[i]; i++) {
+        buf_puts(b, "<option>");
+        form_value(b, options[i]);
+        buf_puts(b, "</option>");
+    }
+    if (value)
+        form_value(b, value);
+    buf_puts(b, "</field>");
+}
+
+void form_close(struct buf *b)
+{
+    buf_puts(b, "</x>");
+}
