@@ -34,6 +34,15 @@ static const char *const service_features[] = {
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#subscribe",
     NS_PUBSUB "#access-open",
+    NS_PUBSUB "#access-whitelist",
+    NS_PUBSUB "#manage-subscriptions",
+    NS_PUBSUB "#modify-affiliations",
+    NS_PUBSUB "#member-affiliation",
+    NS_PUBSUB "#outcast-affiliation",
+    NS_PUBSUB "#publisher-affiliation",
+    NS_PUBSUB "#publish-only-affiliation",
+    NS_PUBSUB "#retrieve-affiliations",
+    NS_PUBSUB "#retrieve-subscriptions",
 };
 
 void disco_info(struct server *s, struct iq_request *req, const struct xnode *query)

@@ -112,12 +112,8 @@ static const struct {
     const char *verb;
     const char *feature;
 } unsupported_verbs[] = {
-    {false, "subscriptions", "retrieve-subscriptions"},
-    {false, "affiliations", "retrieve-affiliations"},
     {false, "options", "subscription-options"},
     {false, "default", "retrieve-default-sub"},
-    {true, "subscriptions", "manage-subscriptions"},
-    {true, "affiliations", "modify-affiliations"},
 };
 
 static void pubsub_reply_unsupported(struct server *s, struct iq_request *req, bool owner,
@@ -159,6 +155,10 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
         pubsub_default_config(s, req);
         return;
     }
+    if (owner && (strcmp(name, "subscriptions") == 0 || strcmp(name, "affiliations") == 0)) {
+        pubsub_owner_list(s, req, verb, strcmp(name, "subscriptions") == 0);
+        return;
+    }
     if (owner && strcmp(name, "purge") == 0) {
         pubsub_purge(s, req, verb);
         return;
@@ -171,7 +171,8 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
         const char *verb;
         bool set;
     } verbs[] = {{"create", true}, {"publish", true}, {"retract", true},
-                 {"subscribe", true}, {"unsubscribe", true}, {"items", false}};
+                 {"subscribe", true}, {"unsubscribe", true}, {"items", false},
+                 {"subscriptions", false}, {"affiliations", false}};
     for (size_t i = 0; i < ARRAY_LEN(verbs); i++) {
         if (strcmp(verbs[i].verb, name) == 0 && verbs[i].set != set) {
             pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "wrong IQ type for this request");
@@ -190,6 +191,8 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
         pubsub_unsubscribe(s, req, verb);
     else if (strcmp(name, "items") == 0)
         pubsub_items(s, req, verb);
+    else if (strcmp(name, "subscriptions") == 0 || strcmp(name, "affiliations") == 0)
+        pubsub_own_list(s, req, verb, strcmp(name, "subscriptions") == 0);
 
     else
         pubsub_reply_unsupported(s, req, owner, name);

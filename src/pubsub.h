@@ -10,6 +10,7 @@
  *   pubsub_subscribe.c  subscribe (§6.1), unsubscribe (§6.2)
  *   pubsub_items.c      retrieve items (§6.5)
  *   pubsub_config.c     configuration (§8.2, §8.3), purge (§8.5), forms
+ *   pubsub_affiliations.c  subscriptions and affiliations (§5.6, §5.7, §8.8, §8.9)
  */
 #ifndef PUBSUBD_PUBSUB_H
 #define PUBSUBD_PUBSUB_H
@@ -67,6 +68,12 @@ void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xno
                       const struct xnode *pubsub);
 void pubsub_unsubscribe(struct server *s, struct iq_request *req, const struct xnode *unsub);
 void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items);
+/* Own subscriptions (§5.6) or affiliations (§5.7). */
+void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnode *el,
+                     bool subscriptions);
+/* Owner: a node's subscriptions (§8.8) or affiliations (§8.9), get or set. */
+void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xnode *el,
+                       bool subscriptions);
 void pubsub_configure(struct server *s, struct iq_request *req, const struct xnode *configure);
 void pubsub_default_config(struct server *s, struct iq_request *req);
 void pubsub_purge(struct server *s, struct iq_request *req, const struct xnode *purge);

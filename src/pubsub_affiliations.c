@@ -1,0 +1,240 @@
+/*
+ * pubsub_affiliations.c - who is subscribed and affiliated: the entity's
+ * own subscriptions (§5.6) and affiliations (§5.7), and the owner's
+ * management of a node's subscriptions (§8.8) and affiliations (§8.9).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "jid.h"
+#include "log.h"
+#include "pubsub.h"
+
+static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
+                                                      NULL};
+static const struct xmpp_error ERR_NOT_ACCEPTABLE = {"modify", "not-acceptable", NULL, NULL};
+
+static const char *const affiliations[] = {"owner", "publisher", "publish-only", "member",
+                                           "outcast", "none", NULL};
+
+static bool in_list(const char *const *list, const char *v)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcmp(list[i], v) == 0)
+            return true;
+    return false;
+}
+
+static void limit_param(struct server *s, char *out, size_t n)
+{
+    snprintf(out, n, "%d", s->cfg->max_items_per_request);
+}
+
+/* ---- the entity's own ------------------------------------------------- */
+
+static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><subscriptions");
+    if (call->node) {
+        buf_puts(&b, " node='");
+        buf_put_escaped(&b, call->node);
+        buf_puts(&b, "'");
+    }
+    buf_puts(&b, ">");
+    for (int i = 0; i < PQntuples(res); i++) {
+        buf_puts(&b, "<subscription node='");
+        buf_put_escaped(&b, db_value(res, i, 0));
+        buf_puts(&b, "' jid='");
+        buf_put_escaped(&b, db_value(res, i, 1));
+        buf_puts(&b, "' subid='");
+        buf_put_escaped(&b, db_value(res, i, 2));
+        buf_puts(&b, "' subscription='");
+        buf_put_escaped(&b, db_value(res, i, 3));
+        buf_puts(&b, "'/>");
+    }
+    buf_puts(&b, "</subscriptions></pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><affiliations");
+    if (call->node) {
+        buf_puts(&b, " node='");
+        buf_put_escaped(&b, call->node);
+        buf_puts(&b, "'");
+    }
+    buf_puts(&b, ">");
+    for (int i = 0; i < PQntuples(res); i++) {
+        buf_puts(&b, "<affiliation node='");
+        buf_put_escaped(&b, db_value(res, i, 0));
+        buf_puts(&b, "' affiliation='");
+        buf_put_escaped(&b, db_value(res, i, 1));
+        buf_puts(&b, "'/>");
+    }
+    buf_puts(&b, "</affiliations></pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnode *el,
+                     bool subscriptions)
+{
+    const char *node = xnode_attr(el, "node");
+    if (node && !node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    char limit[24];
+    limit_param(s, limit, sizeof limit);
+    struct pubsub_call *call = pubsub_call_new(
+        s, req, node, subscriptions ? own_subscriptions_done : own_affiliations_done);
+    const char *params[] = {req->from_bare, call->node, limit};
+    pubsub_call_submit(call, subscriptions ? DB_OWN_SUBSCRIPTIONS : DB_OWN_AFFILIATIONS, 3, params);
+}
+
+/* ---- the owner's management ----------------------------------------------- */
+
+static void node_list_done(struct pubsub_call *call, const PGresult *res, bool subscriptions)
+{
+    if (PQntuples(res) == 0 || pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
+        return;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB_OWNER "'>");
+    buf_puts(&b, subscriptions ? "<subscriptions node='" : "<affiliations node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'>");
+    for (int i = 1; i < PQntuples(res); i++) {
+        buf_puts(&b, subscriptions ? "<subscription jid='" : "<affiliation jid='");
+        buf_put_escaped(&b, db_value(res, i, 1));
+        if (subscriptions) {
+            buf_puts(&b, "' subscription='");
+            buf_put_escaped(&b, db_value(res, i, 3));
+            buf_puts(&b, "' subid='");
+            buf_put_escaped(&b, db_value(res, i, 2));
+        } else {
+            buf_puts(&b, "' affiliation='");
+            buf_put_escaped(&b, db_value(res, i, 2));
+        }
+        buf_puts(&b, "'/>");
+    }
+    buf_puts(&b, subscriptions ? "</subscriptions></pubsub>" : "</affiliations></pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+static void node_subscriptions_done(struct pubsub_call *call, const PGresult *res)
+{
+    node_list_done(call, res, true);
+}
+
+static void node_affiliations_done(struct pubsub_call *call, const PGresult *res)
+{
+    node_list_done(call, res, false);
+}
+
+static void modify_done(struct pubsub_call *call, const PGresult *res)
+{
+    const char *status = db_value(res, 0, 0);
+    if (strcmp(status, "last-owner") == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_NOT_ACCEPTABLE,
+                                 "the node must keep an owner");
+        return;
+    }
+    if (strcmp(status, "bad-state") == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_NOT_ACCEPTABLE,
+                                 "invalid subscription state");
+        return;
+    }
+    if (pubsub_reply_status(call->s, call->req, status))
+        return;
+    log_info("node %s: %s changed by %s", call->node, call->jid, call->req->from_bare);
+    (void)stanza_reply_result(&call->s->link, call->req, NULL);
+}
+
+/*
+ * Collects the (jid, value) pairs of the <subscription/> or
+ * <affiliation/> children into two newline-separated lists.  Returns 0 or
+ * -1 after answering.
+ */
+static int collect_entries(struct server *s, struct iq_request **reqp, const struct xnode *el,
+                           bool subscriptions, struct buf *jids, struct buf *values)
+{
+    const char *child = subscriptions ? "subscription" : "affiliation";
+    int count = 0;
+    for (const struct xnode *c = xnode_child(el, child, NS_PUBSUB_OWNER); c;
+         c = xnode_next(c, child, NS_PUBSUB_OWNER)) {
+        const char *jid = xnode_attr(c, "jid");
+        const char *value = xnode_attr(c, subscriptions ? "subscription" : "affiliation");
+        char *norm = jid ? (subscriptions ? jid_normalize(jid) : jid_bare(jid)) : NULL;
+        const char *why = NULL;
+        if (norm == NULL)
+            why = "missing or invalid jid";
+        else if (value == NULL)
+            why = "missing value";
+        else if (subscriptions ? strcmp(value, "subscribed") != 0 && strcmp(value, "none") != 0
+                               : !in_list(affiliations, value))
+            why = "unsupported value";
+        else if (++count > s->cfg->max_items_per_request)
+            why = "too many entries";
+        if (why) {
+            free(norm);
+            pubsub_reply_error(s, *reqp, &ERR_BAD_REQUEST, why);
+            *reqp = NULL;
+            return -1;
+        }
+        if (jids->len) {
+            buf_puts(jids, "\n");
+            buf_puts(values, "\n");
+        }
+        buf_puts(jids, norm);
+        buf_puts(values, value);
+        free(norm);
+    }
+    if (count == 0) {
+        pubsub_reply_error(s, *reqp, &ERR_BAD_REQUEST, "no entries");
+        *reqp = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xnode *el,
+                       bool subscriptions)
+{
+    const char *node = xnode_attr(el, "node");
+    if (node == NULL || *node == '\0') {
+        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+        return;
+    }
+    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    if (!req->is_set) {
+        char limit[24];
+        limit_param(s, limit, sizeof limit);
+        struct pubsub_call *call = pubsub_call_new(
+            s, req, node, subscriptions ? node_subscriptions_done : node_affiliations_done);
+        const char *params[] = {call->node, req->from_bare, limit};
+        pubsub_call_submit(call, subscriptions ? DB_NODE_SUBSCRIPTIONS : DB_NODE_AFFILIATIONS, 3,
+                           params);
+        return;
+    }
+    struct buf jids = BUF_INIT, values = BUF_INIT;
+    if (collect_entries(s, &req, el, subscriptions, &jids, &values) != 0) {
+        buf_free(&jids);
+        buf_free(&values);
+        return;
+    }
+    struct pubsub_call *call = pubsub_call_new(s, req, node, modify_done);
+    call->jid = xstrdup(subscriptions ? "subscriptions" : "affiliations");
+    const char *params[] = {call->node, req->from_bare, jids.data, values.data};
+    pubsub_call_submit(call, subscriptions ? DB_MODIFY_SUBSCRIPTIONS : DB_MODIFY_AFFILIATIONS, 4,
+                       params);
+    buf_free(&jids);
+    buf_free(&values);
+}
