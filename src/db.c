@@ -34,11 +34,13 @@ struct db_statement {
 };
 
 static const struct db_statement db_statements[DB_STMT_COUNT] = {
-    [DB_LIST_NODES] = {"list_nodes", 1,
-        "SELECT name FROM pubsub.node WHERE NOT deleted ORDER BY name LIMIT $1"},
+    [DB_LIST_NODES] = {"list_nodes", 2,
+        "SELECT name FROM pubsub.node WHERE NOT deleted AND ($2::text IS NULL OR name > $2)"
+        " ORDER BY name LIMIT $1"},
     [DB_NODE_INFO] = {"node_info", 1,
-        "SELECT n.kind, c.title FROM pubsub.node n JOIN pubsub.node_config c"
-        " ON c.node_id = n.node_id WHERE n.name = $1 AND NOT n.deleted"},
+        "SELECT kind, title, description, payload_type, creator, created_at, access_model,"
+        " publish_model, notification_type, max_items, item_count, num_subscribers, owners"
+        " FROM pubsub.node_meta($1)"},
     /* $3 the defaults, $4 the submitted changes (or NULL). */
     [DB_CREATE_NODE] = {"create_node", 4,
         "SELECT pubsub.create_node($1, $2, $3::jsonb || coalesce($4::jsonb, '{}'))"},
@@ -76,6 +78,9 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_GET_ITEMS] = {"get_items", 4,
         "SELECT status, item_id, publisher, payload, seq "
         "FROM pubsub.get_items($1, $2, $3, string_to_array($4, E'\\n'))"},
+    [DB_GET_ITEMS_PAGE] = {"get_items_page", 6,
+        "SELECT status, item_id, publisher, payload, seq, total"
+        " FROM pubsub.get_items_page($1, $2, $3, $4, $5, $6)"},
     [DB_LISTEN] = {"listen", 0, "LISTEN pubsub_wakeup"},
     /* Nodes with undelivered events whose lock we could take.  The lock is
      * taken only on the materialised candidates, never on a row a later

@@ -7,11 +7,14 @@
 #include "disco.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "log.h"
+#include "jid.h"
 #include "pubsub.h"
+#include "rsm.h"
 
 static const char *const service_features[] = {
     NS_DISCO_INFO,
@@ -19,6 +22,7 @@ static const char *const service_features[] = {
     NS_PING,
     NS_VERSION,
     NS_PUBSUB,
+    NS_RSM,
     NS_PUBSUB "#config-node",
     NS_PUBSUB "#create-and-configure",
     NS_PUBSUB "#create-nodes",
@@ -30,6 +34,7 @@ static const char *const service_features[] = {
     NS_PUBSUB "#item-ids",
     NS_PUBSUB "#persistent-items",
     NS_PUBSUB "#retract-items",
+    NS_PUBSUB "#meta-data",
     NS_PUBSUB "#retrieve-default",
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#subscribe",
@@ -72,15 +77,44 @@ void disco_info(struct server *s, struct iq_request *req, const struct xnode *qu
 
 static void disco_items_done(struct pubsub_call *call, const PGresult *res)
 {
+    int rows = PQntuples(res);
     struct buf b = BUF_INIT;
     buf_puts(&b, "<query xmlns='" NS_DISCO_ITEMS "'>");
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < rows; i++) {
         buf_puts(&b, "<item jid='");
         buf_put_escaped(&b, call->s->cfg->component_jid);
         buf_puts(&b, "' node='");
         buf_put_escaped(&b, db_value(res, i, 0));
         buf_puts(&b, "'/>");
     }
+    if (call->item_id) /* a result set was asked for */
+        rsm_reply(&b, rows ? db_value(res, 0, 0) : NULL, rows ? db_value(res, rows - 1, 0) : NULL,
+                  -1);
+    buf_puts(&b, "</query>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+/* The items of a node (§5.5): one <item/> per item, named by its id. */
+static void disco_node_items_done(struct pubsub_call *call, const PGresult *res)
+{
+    int rows = PQntuples(res);
+    if (rows == 0 || pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
+        return;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<query xmlns='" NS_DISCO_ITEMS "' node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'>");
+    for (int i = 1; i < rows; i++) {
+        buf_puts(&b, "<item jid='");
+        buf_put_escaped(&b, call->s->cfg->component_jid);
+        buf_puts(&b, "' name='");
+        buf_put_escaped(&b, db_value(res, i, 1));
+        buf_puts(&b, "'/>");
+    }
+    if (call->item_id)
+        rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL,
+                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5));
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -92,17 +126,46 @@ void disco_items(struct server *s, struct iq_request *req, const struct xnode *q
         pubsub_reply_error(s, req, &ERR_BAD_REQUEST, NULL);
         return;
     }
-    if (xnode_attr(query, "node")) {
-        /* Items of a node (§5.5) come with result set management. */
-        struct xmpp_error err = {"cancel", "feature-not-implemented", NULL, NULL};
-        pubsub_reply_error(s, req, &err, "listing a node's items is not supported yet");
+    struct rsm_request rsm;
+    if (rsm_parse(query, &rsm) != 0 || rsm.has_index || (rsm.has_before && rsm.before[0])) {
+        rsm_free(&rsm);
+        pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "unsupported result set request");
         return;
     }
-    struct pubsub_call *call = pubsub_call_new(s, req, NULL, disco_items_done);
-    char max[24];
-    snprintf(max, sizeof max, "%d", s->cfg->max_items_per_request);
-    const char *params[] = {max};
-    pubsub_call_submit(call, DB_LIST_NODES, 1, params);
+    long max = s->cfg->max_items_per_request;
+    if (rsm.max >= 0 && rsm.max < max)
+        max = rsm.max;
+    char maxs[24];
+    snprintf(maxs, sizeof maxs, "%ld", max);
+    const char *node = xnode_attr(query, "node");
+    struct pubsub_call *call;
+    if (node) {
+        if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+            rsm_free(&rsm);
+            pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+            return;
+        }
+        char *end = NULL;
+        long long after = rsm.after ? strtoll(rsm.after, &end, 10) : 0;
+        if (rsm.after && (*end != '\0' || after < 0)) {
+            rsm_free(&rsm);
+            pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, "unknown result set position");
+            return;
+        }
+        char afters[24];
+        snprintf(afters, sizeof afters, "%lld", after);
+        call = pubsub_call_new(s, req, node, disco_node_items_done);
+        const char *params[] = {call->node, req->from_bare, maxs, rsm.after ? afters : NULL,
+                                NULL, rsm.has_before ? "t" : "f"};
+        call->item_id = rsm.present ? xstrdup("rsm") : NULL;
+        pubsub_call_submit(call, DB_GET_ITEMS_PAGE, 6, params);
+    } else {
+        call = pubsub_call_new(s, req, NULL, disco_items_done);
+        call->item_id = rsm.present ? xstrdup("rsm") : NULL;
+        const char *params[] = {maxs, rsm.after};
+        pubsub_call_submit(call, DB_LIST_NODES, 2, params);
+    }
+    rsm_free(&rsm);
 }
 
 void disco_ping(struct server *s, struct iq_request *req)

@@ -190,7 +190,7 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
     else if (strcmp(name, "unsubscribe") == 0)
         pubsub_unsubscribe(s, req, verb);
     else if (strcmp(name, "items") == 0)
-        pubsub_items(s, req, verb);
+        pubsub_items(s, req, verb, pubsub);
     else if (strcmp(name, "subscriptions") == 0 || strcmp(name, "affiliations") == 0)
         pubsub_own_list(s, req, verb, strcmp(name, "subscriptions") == 0);
 

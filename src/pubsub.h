@@ -67,7 +67,8 @@ void pubsub_retract(struct server *s, struct iq_request *req, const struct xnode
 void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xnode *sub,
                       const struct xnode *pubsub);
 void pubsub_unsubscribe(struct server *s, struct iq_request *req, const struct xnode *unsub);
-void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items);
+void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items,
+                  const struct xnode *pubsub);
 /* Own subscriptions (§5.6) or affiliations (§5.7). */
 void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnode *el,
                      bool subscriptions);

@@ -7,9 +7,86 @@
 
 #include "jid.h"
 #include "pubsub.h"
+#include "rsm.h"
 
 static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
                                                       NULL};
+
+/* Appends the <item/> of row i (columns item_id 1, payload 3). */
+static void pubsub_item_xml(struct buf *b, const PGresult *res, int i)
+{
+    buf_puts(b, "<item id='");
+    buf_put_escaped(b, db_value(res, i, 1));
+    buf_puts(b, "'");
+    if (db_is_null(res, i, 3)) {
+        buf_puts(b, "/>");
+        return;
+    }
+    buf_puts(b, ">");
+    buf_puts(b, db_value(res, i, 3));
+    buf_puts(b, "</item>");
+}
+
+/* Result of a paged retrieval: items, then the result set (first and last
+ * are seqs: stable positions a consumer can resume after). */
+static void pubsub_items_page_done(struct pubsub_call *call, const PGresult *res)
+{
+    int rows = PQntuples(res);
+    if (rows == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_INTERNAL, NULL);
+        return;
+    }
+    if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
+        return;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><items node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'>");
+    for (int i = 1; i < rows; i++)
+        pubsub_item_xml(&b, res, i);
+    buf_puts(&b, "</items>");
+    rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL, rows > 1 ? db_value(res, rows - 1, 4) : NULL,
+              db_int(res, 0, 5));
+    buf_puts(&b, "</pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+/* A position from a result set request: a seq we issued. */
+static bool parse_seq(const char *s, char *out, size_t n)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0)
+        return false;
+    snprintf(out, n, "%lld", v);
+    return true;
+}
+
+/* Items retrieval with XEP-0059 paging.  Takes ownership of req. */
+static void pubsub_items_paged(struct server *s, struct iq_request *req, const char *node,
+                               const struct rsm_request *rsm)
+{
+    if (rsm->has_index) {
+        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        return;
+    }
+    long max = s->cfg->max_items_per_request;
+    if (rsm->max >= 0 && rsm->max < max)
+        max = rsm->max;
+    char maxs[24], after[24], before[24];
+    snprintf(maxs, sizeof maxs, "%ld", max);
+    if ((rsm->after && !parse_seq(rsm->after, after, sizeof after)) ||
+        (rsm->before && rsm->before[0] && !parse_seq(rsm->before, before, sizeof before))) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, "unknown result set position");
+        return;
+    }
+    bool last = rsm->has_before && rsm->before[0] == '\0';
+    struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_items_page_done);
+    const char *params[] = {call->node, req->from_bare, maxs, rsm->after ? after : NULL,
+                            rsm->before && rsm->before[0] ? before : NULL, last ? "t" : "f"};
+    pubsub_call_submit(call, DB_GET_ITEMS_PAGE, 6, params);
+}
 
 static void pubsub_items_done(struct pubsub_call *call, const PGresult *res)
 {
@@ -24,24 +101,15 @@ static void pubsub_items_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><items node='");
     buf_put_escaped(&b, call->node);
     buf_puts(&b, "'>");
-    for (int i = 1; i < rows; i++) {
-        buf_puts(&b, "<item id='");
-        buf_put_escaped(&b, db_value(res, i, 1));
-        buf_puts(&b, "'");
-        if (db_is_null(res, i, 3)) {
-            buf_puts(&b, "/>");
-            continue;
-        }
-        buf_puts(&b, ">");
-        buf_puts(&b, db_value(res, i, 3));
-        buf_puts(&b, "</item>");
-    }
+    for (int i = 1; i < rows; i++)
+        pubsub_item_xml(&b, res, i);
     buf_puts(&b, "</items></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
 }
 
-void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items)
+void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items,
+                  const struct xnode *pubsub)
 {
     const char *node = xnode_attr(items, "node");
     if (node == NULL || *node == '\0') {
@@ -52,6 +120,18 @@ void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *
         pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
         return;
     }
+    struct rsm_request rsm;
+    if (rsm_parse(pubsub, &rsm) != 0) {
+        rsm_free(&rsm);
+        pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "malformed result set request");
+        return;
+    }
+    if (rsm.present && xnode_child(items, "item", NS_PUBSUB) == NULL) {
+        pubsub_items_paged(s, req, node, &rsm);
+        rsm_free(&rsm);
+        return;
+    }
+    rsm_free(&rsm);
     long max = s->cfg->max_items_per_request;
     const char *max_attr = xnode_attr(items, "max_items");
     if (max_attr) {

@@ -8,6 +8,7 @@
 #include "ids.h"
 #include "jid.h"
 #include "log.h"
+#include "forms.h"
 #include "node_config.h"
 #include "pubsub.h"
 
@@ -97,6 +98,12 @@ void pubsub_delete(struct server *s, struct iq_request *req, const struct xnode 
     pubsub_call_submit(call, DB_DELETE_NODE, 2, params);
 }
 
+static void meta_field(struct buf *b, const char *var, const char *value)
+{
+    form_add_field(b, var, NULL, NULL, value);
+}
+
+/* disco#info of a node with its meta-data form (§5.4). */
 static void pubsub_node_info_done(struct pubsub_call *call, const PGresult *res)
 {
     if (PQntuples(res) == 0) {
@@ -109,7 +116,31 @@ static void pubsub_node_info_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "'><identity category='pubsub' type='");
     buf_puts(&b, strcmp(db_value(res, 0, 0), "collection") == 0 ? "collection" : "leaf");
     buf_puts(&b, "'/><feature var='" NS_PUBSUB "'/><feature var='" NS_DISCO_INFO
-                 "'/><feature var='" NS_DISCO_ITEMS "'/></query>");
+                 "'/><feature var='" NS_DISCO_ITEMS "'/>");
+    form_open(&b, "result", NS_PUBSUB "#meta-data");
+    meta_field(&b, "pubsub#title", db_value(res, 0, 1));
+    meta_field(&b, "pubsub#description", db_value(res, 0, 2));
+    meta_field(&b, "pubsub#type", db_value(res, 0, 3));
+    meta_field(&b, "pubsub#creator", db_value(res, 0, 4));
+    meta_field(&b, "pubsub#creation_date", db_value(res, 0, 5));
+    meta_field(&b, "pubsub#access_model", db_value(res, 0, 6));
+    meta_field(&b, "pubsub#publish_model", db_value(res, 0, 7));
+    meta_field(&b, "pubsub#max_items", db_value(res, 0, 9));
+    meta_field(&b, "pubsub#num_subscribers", db_value(res, 0, 11));
+    /* pubsub#owner is jid-multi: one value per owner. */
+    buf_puts(&b, "<field var='pubsub#owner'>");
+    const char *owners = db_value(res, 0, 12);
+    while (*owners) {
+        const char *nl = strchr(owners, '\n');
+        size_t len = nl ? (size_t)(nl - owners) : strlen(owners);
+        buf_puts(&b, "<value>");
+        buf_put_escaped_n(&b, owners, len);
+        buf_puts(&b, "</value>");
+        owners += len + (nl ? 1 : 0);
+    }
+    buf_puts(&b, "</field>");
+    form_close(&b);
+    buf_puts(&b, "</query>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
 }
