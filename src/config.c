@@ -54,6 +54,7 @@ static const struct config_key config_keys[] = {
     KEY_INT(max_node_id_bytes, 1023, 1, 65535),
     KEY_INT(max_item_id_bytes, 1023, 1, 65535),
     KEY_INT(max_items_per_request, 1000, 1, 1000000),
+    KEY_INT(auto_create_nodes, 1, 0, 1),
     KEY_INT(dispatch_batch, 512, 1, 1000000),
     KEY_INT(dispatch_events, 128, 1, 100000),
     KEY_INT(dispatch_max_nodes, 256, 1, 1000000),

@@ -38,6 +38,7 @@ struct config {
     int max_node_id_bytes;
     int max_item_id_bytes;
     int max_items_per_request;
+    int auto_create_nodes;
     /* dispatcher */
     int dispatch_batch;
     int dispatch_events;

@@ -52,7 +52,8 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, node_id FROM pubsub.configure_node($1, $2, $3::jsonb)"},
     [DB_PURGE_NODE] = {"purge_node", 2,
         "SELECT status, node_id FROM pubsub.purge_node($1, $2)"},
-    [DB_EXPIRE_ITEMS] = {"expire_items", 1, "SELECT pubsub.expire_items($1)"},
+    [DB_EXPIRE_ITEMS] = {"expire_items", 1,
+        "SELECT pubsub.expire_items($1) + pubsub.expire_subscriptions($1)"},
     [DB_OWN_SUBSCRIPTIONS] = {"own_subscriptions", 3,
         "SELECT node, jid, subid, state FROM pubsub.own_subscriptions($1, $2, $3)"},
     [DB_OWN_AFFILIATIONS] = {"own_affiliations", 3,
@@ -67,12 +68,18 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT pubsub.modify_affiliations($1, $2, $3, $4)"},
     [DB_DELETE_NODE] = {"delete_node", 2,
         "SELECT pubsub.delete_node($1, $2)"},
-    [DB_PUBLISH] = {"publish", 6,
-        "SELECT status, seq, node_id FROM pubsub.publish_trusted($1, $2, $3, $4, $5, $6::jsonb)"},
+    [DB_PUBLISH] = {"publish", 7,
+        "SELECT status, seq, node_id"
+        " FROM pubsub.publish_auto($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)"},
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
-    [DB_SUBSCRIBE] = {"subscribe", 3,
-        "SELECT status, subid, state FROM pubsub.subscribe($1, $2, $3)"},
+    [DB_SUBSCRIBE] = {"subscribe", 4,
+        "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload"
+        " FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
+    [DB_GET_SUB_OPTIONS] = {"get_sub_options", 4,
+        "SELECT status, deliver, include_body, expire FROM pubsub.get_sub_options($1, $2, $3, $4)"},
+    [DB_SET_SUB_OPTIONS] = {"set_sub_options", 5,
+        "SELECT pubsub.set_sub_options($1, $2, $3, $4, $5::jsonb)"},
     [DB_UNSUBSCRIBE] = {"unsubscribe", 3,
         "SELECT pubsub.unsubscribe($1, $2, $3)"},
     [DB_GET_ITEMS] = {"get_items", 4,
@@ -104,8 +111,9 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         " FROM pubsub.event WHERE node_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) e"
         " WHERE cum - coalesce(octet_length(payload), 0) < $4 ORDER BY seq"},
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
-        "SELECT sub_id, jid, start_seq, subid FROM pubsub.subscription"
-        " WHERE node_id = $1 AND sub_id > $2 AND state = 'subscribed'"
+        "SELECT sub_id, jid, start_seq, subid, include_body FROM pubsub.subscription"
+        " WHERE node_id = $1 AND sub_id > $2 AND state = 'subscribed' AND deliver"
+        "   AND (expires_at IS NULL OR expires_at > now())"
         " ORDER BY sub_id LIMIT $3"},
     [DB_DISPATCH_COMMIT] = {"dispatch_commit", 3,
         "SELECT pubsub.dispatch_commit($1, $2, $3)"},

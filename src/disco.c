@@ -38,6 +38,8 @@ static const char *const service_features[] = {
     NS_PUBSUB "#retrieve-default",
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#subscribe",
+    NS_PUBSUB "#subscription-options",
+    NS_PUBSUB "#last-published",
     NS_PUBSUB "#access-open",
     NS_PUBSUB "#access-whitelist",
     NS_PUBSUB "#manage-subscriptions",
@@ -69,6 +71,8 @@ void disco_info(struct server *s, struct iq_request *req, const struct xnode *qu
         buf_puts(&b, service_features[i]);
         buf_puts(&b, "'/>");
     }
+    if (s->cfg->auto_create_nodes)
+        buf_puts(&b, "<feature var='" NS_PUBSUB "#auto-create'/>");
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&s->link, req, b.data);
     buf_free(&b);

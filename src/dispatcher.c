@@ -321,6 +321,34 @@ static void dispatcher_event_body(const struct dnode *n, const struct devent *e,
     buf_puts(b, "</items></event>");
 }
 
+/* A human-readable <body/> for subscribers who asked for one. */
+static void dispatcher_event_text(const struct dnode *n, const struct devent *e, struct buf *msg)
+{
+    buf_puts(msg, "<body>");
+    buf_put_escaped(msg, n->name);
+    switch (e->kind) {
+    case 'p':
+        buf_puts(msg, ": new item ");
+        buf_put_escaped(msg, e->item_id ? e->item_id : "");
+        break;
+    case 'r':
+        buf_puts(msg, ": item ");
+        buf_put_escaped(msg, e->item_id ? e->item_id : "");
+        buf_puts(msg, " retracted");
+        break;
+    case 'u':
+        buf_puts(msg, ": all items purged");
+        break;
+    case 'c':
+        buf_puts(msg, ": configuration changed");
+        break;
+    default:
+        buf_puts(msg, ": node deleted");
+        break;
+    }
+    buf_puts(msg, "</body>");
+}
+
 /* Writes one notification.  Returns link_send's status. */
 static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, const struct devent *e,
                                const PGresult *subs, int row, const struct buf *body,
@@ -334,6 +362,8 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
     /* Stable id: node, seq and Binding; receivers drop duplicates by it. */
     buf_printf(msg, "' id='ps-%lld-%lld-%s'%s>", n->id, e->seq, db_value(subs, row, 0),
                n->headline ? " type='headline'" : "");
+    if (db_value(subs, row, 4)[0] == 't') /* pubsub#include_body */
+        dispatcher_event_text(n, e, msg);
     buf_append(msg, body->data, body->len);
     buf_puts(msg, "</message>");
     return link_send(&d->s->link, msg->data, msg->len);

@@ -26,13 +26,16 @@ struct node_option {
     const char *const *implemented;  /* OPT_LIST: the ones that work (NULL: all) */
 };
 
+/* Booleans whose true value is not implemented. */
+static const char *const only_false_columns[] = {"notify_sub", NULL};
+
 static const char *const access_models[] = {"authorize", "open", "presence", "roster",
                                             "whitelist", NULL};
 static const char *const access_models_implemented[] = {"open", "whitelist", NULL};
 static const char *const publish_models[] = {"publishers", "subscribers", "open", NULL};
 static const char *const notification_types[] = {"normal", "headline", NULL};
 static const char *const send_last_choices[] = {"never", "on_sub", "on_sub_and_presence", NULL};
-static const char *const send_last_implemented[] = {"never", NULL};
+static const char *const send_last_implemented[] = {"never", "on_sub", NULL};
 
 static const struct node_option node_options[] = {
     {"pubsub#title", "title", OPT_TEXT, "A friendly name for the node", "", NULL, NULL},
@@ -125,6 +128,8 @@ static int node_option_to_json(const struct config *cfg, const struct node_optio
         bool b;
         if (form_parse_boolean(v, &b) != 0)
             return NODE_CONFIG_INVALID;
+        if (b && in_list(only_false_columns, o->column))
+            return NODE_CONFIG_UNSUPPORTED;
         buf_puts(json, b ? "true" : "false");
         return NODE_CONFIG_OK;
     }

@@ -112,7 +112,6 @@ static const struct {
     const char *verb;
     const char *feature;
 } unsupported_verbs[] = {
-    {false, "options", "subscription-options"},
     {false, "default", "retrieve-default-sub"},
 };
 
@@ -191,6 +190,8 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
         pubsub_unsubscribe(s, req, verb);
     else if (strcmp(name, "items") == 0)
         pubsub_items(s, req, verb, pubsub);
+    else if (strcmp(name, "options") == 0)
+        pubsub_options(s, req, verb);
     else if (strcmp(name, "subscriptions") == 0 || strcmp(name, "affiliations") == 0)
         pubsub_own_list(s, req, verb, strcmp(name, "subscriptions") == 0);
 

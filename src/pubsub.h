@@ -75,6 +75,8 @@ void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnod
 /* Owner: a node's subscriptions (§8.8) or affiliations (§8.9), get or set. */
 void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xnode *el,
                        bool subscriptions);
+/* Subscription options (§6.3), get or set. */
+void pubsub_options(struct server *s, struct iq_request *req, const struct xnode *options);
 void pubsub_configure(struct server *s, struct iq_request *req, const struct xnode *configure);
 void pubsub_default_config(struct server *s, struct iq_request *req);
 void pubsub_purge(struct server *s, struct iq_request *req, const struct xnode *purge);

@@ -122,11 +122,18 @@ void pubsub_publish(struct server *s, struct iq_request *req, const struct stanz
         pubsub_reply_error(s, req, &ERR_INTERNAL, "no randomness");
         return;
     }
+    /* Auto-create (§7.1.4): a missing node is created with the defaults
+     * and the preconditions as its configuration. */
+    struct buf create = BUF_INIT;
+    if (s->cfg->auto_create_nodes)
+        node_config_defaults_json(s->cfg, &create);
     struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_publish_done);
     call->item_id = generated ? generated : xstrdup(item_id);
     const char *params[] = {call->node, call->item_id, text.data, req->from_bare,
-                            xnode_ns(payload), pre.len ? pre.data : NULL};
-    pubsub_call_submit(call, DB_PUBLISH, 6, params);
+                            xnode_ns(payload), pre.len ? pre.data : NULL,
+                            create.len ? create.data : NULL};
+    pubsub_call_submit(call, DB_PUBLISH, 7, params);
+    buf_free(&create);
     buf_free(&pre);
     buf_free(&text);
 }

@@ -4,18 +4,102 @@
  * A subscription is a Binding that starts at the node's current position:
  * the subscriber hears of items published after it, never before.
  */
+#include <stdio.h>
 #include <string.h>
 
+#include "forms.h"
 #include "jid.h"
 #include "log.h"
 #include "pubsub.h"
+
+#define NS_SUBSCRIBE_OPTIONS "http://jabber.org/protocol/pubsub#subscribe_options"
 
 static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
                                                       NULL};
 static const struct xmpp_error ERR_INVALID_JID = {"modify", "bad-request", "invalid-jid", NULL};
 static const struct xmpp_error ERR_JID_REQUIRED = {"modify", "bad-request", "jid-required", NULL};
-static const struct xmpp_error ERR_SUBSCRIBE_OPTIONS = {"cancel", "feature-not-implemented",
-                                                        "unsupported", "subscription-options"};
+static const struct xmpp_error ERR_INVALID_OPTIONS = {"modify", "bad-request", "invalid-options",
+                                                      NULL};
+
+/*
+ * Parses the subscription options form in `options` (§6.3) into a JSON
+ * object {deliver, include_body, expire}.  Returns 1 (json filled), 0 (no
+ * form) or -1 (answered with bad-request/invalid-options, *reqp freed).
+ */
+static int sub_options_parse(struct server *s, struct iq_request **reqp,
+                             const struct xnode *options, struct buf *json)
+{
+    const struct xnode *x = options ? xnode_child(options, "x", NS_DATA) : NULL;
+    if (x == NULL)
+        return 0;
+    struct form f;
+    const char *bad = NULL;
+    if (form_parse(x, &f) != 0 || strcmp(f.type, "submit") != 0 ||
+        (f.form_type && strcmp(f.form_type, NS_SUBSCRIBE_OPTIONS) != 0))
+        bad = "the options must be a submitted pubsub#subscribe_options form";
+    buf_puts(json, "{");
+    for (int i = 0; bad == NULL && i < f.nfields; i++) {
+        const struct form_field *fd = &f.fields[i];
+        const char *v = fd->nvalues == 1 ? fd->values[0] : NULL;
+        bool b;
+        if (strcmp(fd->var, "FORM_TYPE") == 0)
+            continue;
+        if (json->len > 1)
+            buf_puts(json, ",");
+        if ((strcmp(fd->var, "pubsub#deliver") == 0 ||
+             strcmp(fd->var, "pubsub#include_body") == 0) &&
+            v && form_parse_boolean(v, &b) == 0) {
+            buf_put_json_string(json, fd->var + 7);
+            buf_puts(json, b ? ":true" : ":false");
+        } else if (strcmp(fd->var, "pubsub#expire") == 0 && fd->nvalues <= 1 &&
+                   (v == NULL || strcmp(v, "presence") != 0)) {
+            /* An XEP-0082 DateTime (checked by the database) or empty. */
+            buf_puts(json, "\"expire\":");
+            buf_put_json_string(json, v ? v : "");
+        } else if (strcmp(fd->var, "pubsub#digest") == 0 && v &&
+                   form_parse_boolean(v, &b) == 0 && !b) {
+            buf_puts(json, "\"digest\":false");
+        } else {
+            bad = fd->var;
+        }
+    }
+    buf_puts(json, "}");
+    form_free(&f);
+    if (bad) {
+        pubsub_reply_error(s, *reqp, &ERR_INVALID_OPTIONS, bad);
+        *reqp = NULL;
+        return -1;
+    }
+    return 1;
+}
+
+/* Sends the node's last item to a new subscriber (send_last_published_item
+ * on_sub).  Best effort: it is the current state, not an event; the
+ * stable id matches the one the dispatcher would use. */
+static void send_last_item(struct pubsub_call *call, const PGresult *res)
+{
+    if (db_is_null(res, 0, 6))
+        return;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message from='");
+    buf_put_escaped(&b, call->s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, call->jid);
+    buf_printf(&b, "' id='ps-%s-%s-%s' type='headline'><event xmlns='" NS_PUBSUB_EVENT
+                   "'><items node='", db_value(res, 0, 3), db_value(res, 0, 5),
+               db_value(res, 0, 4));
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "'><item id='");
+    buf_put_escaped(&b, db_value(res, 0, 6));
+    buf_puts(&b, "'>");
+    buf_puts(&b, db_value(res, 0, 7));
+    buf_puts(&b, "</item></items></event><delay xmlns='urn:xmpp:delay' from='");
+    buf_put_escaped(&b, call->s->cfg->component_jid);
+    buf_puts(&b, "'/></message>");
+    if (link_send(&call->s->link, b.data, b.len) != PS_OK)
+        log_info("node %s: last item to %s not sent: link down or full", call->node, call->jid);
+    buf_free(&b);
+}
 
 /* Common checks: node present and valid, jid present and the sender's own
  * (bare JIDs equal).  Returns the normalised jid (caller frees) or NULL
@@ -58,6 +142,10 @@ static char *subscription_target(struct server *s, struct iq_request **reqp,
 
 static void pubsub_subscribe_done(struct pubsub_call *call, const PGresult *res)
 {
+    if (strcmp(db_value(res, 0, 0), "invalid-options") == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_INVALID_OPTIONS, NULL);
+        return;
+    }
     if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
         return;
     log_info("node %s: %s subscribed", call->node, call->jid);
@@ -73,6 +161,7 @@ static void pubsub_subscribe_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "'/></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
+    send_last_item(call, res);
 }
 
 void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xnode *sub,
@@ -82,16 +171,98 @@ void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xno
     char *jid = subscription_target(s, &req, sub, &node, &ERR_INVALID_JID);
     if (jid == NULL)
         return;
-    const struct xnode *options = xnode_child(pubsub, "options", NS_PUBSUB);
-    if (options && xnode_child(options, NULL, NULL)) {
+    /* Subscribe-and-configure (§6.3.7). */
+    struct buf opts = BUF_INIT;
+    if (sub_options_parse(s, &req, xnode_child(pubsub, "options", NS_PUBSUB), &opts) < 0) {
         free(jid);
-        pubsub_reply_error(s, req, &ERR_SUBSCRIBE_OPTIONS, NULL);
+        buf_free(&opts);
         return;
     }
     struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_subscribe_done);
     call->jid = jid;
-    const char *params[] = {call->node, call->jid, req->from_bare};
-    pubsub_call_submit(call, DB_SUBSCRIBE, 3, params);
+    const char *params[] = {call->node, call->jid, req->from_bare, opts.len ? opts.data : NULL};
+    pubsub_call_submit(call, DB_SUBSCRIBE, 4, params);
+    buf_free(&opts);
+}
+
+/* ---- subscription options (§6.3) ------------------------------------------- */
+
+static void options_get_done(struct pubsub_call *call, const PGresult *res)
+{
+    if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
+        return;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><options node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "' jid='");
+    buf_put_escaped(&b, call->jid);
+    buf_puts(&b, "'>");
+    form_open(&b, "form", NS_SUBSCRIBE_OPTIONS);
+    form_add_field(&b, "pubsub#deliver", "boolean", "Enable delivery?",
+                   db_value(res, 0, 1)[0] == 't' ? "true" : "false");
+    form_add_field(&b, "pubsub#digest", "boolean", "Receive digest notifications?", "false");
+    form_add_field(&b, "pubsub#include_body", "boolean",
+                   "Receive message body in addition to payload?",
+                   db_value(res, 0, 2)[0] == 't' ? "true" : "false");
+    form_add_field(&b, "pubsub#expire", "text-single",
+                   "Subscription expiry (XEP-0082 DateTime, empty: never)", db_value(res, 0, 3));
+    form_close(&b);
+    buf_puts(&b, "</options></pubsub>");
+    (void)stanza_reply_result(&call->s->link, call->req, b.data);
+    buf_free(&b);
+}
+
+static void options_set_done(struct pubsub_call *call, const PGresult *res)
+{
+    const char *status = db_value(res, 0, 0);
+    if (strcmp(status, "invalid-options") == 0) {
+        (void)stanza_reply_error(&call->s->link, call->req, &ERR_INVALID_OPTIONS, NULL);
+        return;
+    }
+    if (pubsub_reply_status(call->s, call->req, status))
+        return;
+    (void)stanza_reply_result(&call->s->link, call->req, NULL);
+}
+
+void pubsub_options(struct server *s, struct iq_request *req, const struct xnode *options)
+{
+    const char *node = xnode_attr(options, "node");
+    if (node == NULL || *node == '\0') {
+        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+        return;
+    }
+    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    const char *jid = xnode_attr(options, "jid");
+    char *norm = jid ? jid_normalize(jid) : NULL;
+    if (norm == NULL) {
+        pubsub_reply_error(s, req, jid ? &ERR_INVALID_JID : &ERR_JID_REQUIRED, NULL);
+        return;
+    }
+    const char *subid = xnode_attr(options, "subid");
+    if (!req->is_set) {
+        struct pubsub_call *call = pubsub_call_new(s, req, node, options_get_done);
+        call->jid = norm;
+        const char *params[] = {call->node, call->jid, req->from_bare, subid};
+        pubsub_call_submit(call, DB_GET_SUB_OPTIONS, 4, params);
+        return;
+    }
+    struct buf opts = BUF_INIT;
+    int rc = sub_options_parse(s, &req, options, &opts);
+    if (rc <= 0) {
+        if (rc == 0)
+            pubsub_reply_error(s, req, &ERR_INVALID_OPTIONS, "an options form is required");
+        free(norm);
+        buf_free(&opts);
+        return;
+    }
+    struct pubsub_call *call = pubsub_call_new(s, req, node, options_set_done);
+    call->jid = norm;
+    const char *params[] = {call->node, call->jid, req->from_bare, subid, opts.data};
+    pubsub_call_submit(call, DB_SET_SUB_OPTIONS, 5, params);
+    buf_free(&opts);
 }
 
 static void pubsub_unsubscribe_done(struct pubsub_call *call, const PGresult *res)

@@ -121,6 +121,13 @@ static void XMLCALL xs_end(void *ud, const char *name)
     if (count > 0)
         n->raw_end = (size_t)(pos + count - xs->stanza_start);
     if (xs->depth == 1) {
+        if (n->raw_end > xs->max_stanza) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "stanza larger than %zu bytes",
+                     xs->max_stanza);
+            xs_fail(xs, XS_ERR_TOO_BIG, msg);
+            return;
+        }
         xs_deliver_stanza(xs);
         return;
     }
@@ -175,6 +182,11 @@ struct xml_stream *xml_stream_new(size_t max_stanza_bytes,
     XML_SetStartDoctypeDeclHandler(xs->parser, xs_doctype);
     XML_SetEntityDeclHandler(xs->parser, xs_entity);
     XML_SetProcessingInstructionHandler(xs->parser, xs_pi);
+#if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
+    /* Each stanza must be reported as soon as its last byte is fed; expat
+     * 2.6 may otherwise defer re-parsing a token split across feeds. */
+    (void)XML_SetReparseDeferralEnabled(xs->parser, XML_FALSE);
+#endif
     return xs;
 }
 
@@ -189,18 +201,29 @@ void xml_stream_free(struct xml_stream *xs)
     free(xs);
 }
 
-/* Keeps only the bytes of the open stanza in pending. */
+/*
+ * The index of the first byte pending must keep: the start of the open
+ * stanza, or else the start of what expat has not parsed yet (a start
+ * tag split across feeds, whose stanza_start will point back into it).
+ * Outside a callback expat's current byte index is just past the last
+ * parse event.
+ */
+static long long xs_keep_from(struct xml_stream *xs)
+{
+    if (xs->stanza)
+        return xs->stanza_start;
+    long long pos = XML_GetCurrentByteIndex(xs->parser);
+    return pos < xs->pending_base ? xs->pending_base : pos;
+}
+
+/* Keeps only the bytes expat may still report in pending. */
 static void xs_trim_pending(struct xml_stream *xs)
 {
-    if (xs->stanza == NULL) {
-        buf_reset(&xs->pending);
-        xs->pending_base = xs->fed;
-        return;
-    }
-    long long drop = xs->stanza_start - xs->pending_base;
+    long long keep = xs_keep_from(xs);
+    long long drop = keep - xs->pending_base;
     if (drop > 0) {
         buf_consume(&xs->pending, (size_t)drop);
-        xs->pending_base = xs->stanza_start;
+        xs->pending_base = keep;
     }
 }
 
@@ -229,7 +252,7 @@ int xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
         if (xs->status != XS_OK)
             return xs->status;
         xs_trim_pending(xs);
-        if (xs->stanza && (size_t)(xs->fed - xs->stanza_start) > xs->max_stanza) {
+        if ((size_t)(xs->fed - xs_keep_from(xs)) > xs->max_stanza) {
             xs->status = XS_ERR_TOO_BIG;
             snprintf(xs->error, sizeof xs->error,
                      "stanza larger than %zu bytes", xs->max_stanza);

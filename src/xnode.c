@@ -266,9 +266,28 @@ static bool xnode_subtree_self_contained(const struct xnode *n,
     return true;
 }
 
+/* Does an unprefixed element in the subtree at n take its default
+ * namespace from above top (no xmlns on its path up to top)? */
+static bool xnode_needs_outer_default(const struct xnode *n,
+                                      const struct xnode *top)
+{
+    if (strchr(n->name, ':') == NULL) {
+        for (const struct xnode *a = n;; a = a->parent) {
+            if (xnode_attr(a, "xmlns") != NULL)
+                break;
+            if (a == top)
+                return true;
+        }
+    }
+    for (struct xnode *c = n->first; c; c = c->next)
+        if (c->name && xnode_needs_outer_default(c, top))
+            return true;
+    return false;
+}
+
 bool xnode_is_self_contained(const struct xnode *n)
 {
-    if (strchr(n->name, ':') == NULL && xnode_attr(n, "xmlns") == NULL)
+    if (xnode_needs_outer_default(n, n))
         return false;
     return xnode_subtree_self_contained(n, n);
 }
@@ -306,9 +325,10 @@ void xnode_serialize_standalone(const struct xnode *n, struct buf *out)
 {
     buf_puts(out, "<");
     buf_puts(out, n->name);
-    if (strchr(n->name, ':') == NULL && xnode_attr(n, "xmlns") == NULL) {
+    if (xnode_attr(n, "xmlns") == NULL && xnode_needs_outer_default(n, n)) {
+        const char *def = xnode_lookup_ns(n, NULL, 0);
         buf_puts(out, " xmlns='");
-        buf_put_escaped(out, xnode_ns(n));
+        buf_put_escaped(out, def ? def : "");
         buf_puts(out, "'");
     }
     struct buf decls = BUF_INIT;
