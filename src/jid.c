@@ -27,7 +27,7 @@ static bool jid_split(const char *s, size_t *local_len, const char **domain,
     if (slash && (strlen(*resource) == 0 || strlen(*resource) > JID_PART_MAX))
         return false;
     for (size_t i = 0; i < *local_len; i++)
-        if (strchr("\"&'/:<>@ \t\r\n", s[i]))
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || strchr("\"&'/:<>@ ", s[i]))
             return false;
     for (size_t i = 0; i < *domain_len; i++) {
         unsigned char c = (unsigned char)(*domain)[i];
