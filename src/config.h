@@ -27,6 +27,7 @@ struct config {
     char *database;
     int db_pool_size;
     int db_max_pipeline;
+    int db_group_max;
     int db_max_queued;
     int db_request_timeout_ms;
     int db_reconnect_min_ms;

@@ -33,6 +33,14 @@ struct db_statement {
     const char *sql;
 };
 
+/* Statements that may share one transaction with their neighbours in the
+ * pipeline (group commit): they report failures as status words, so a
+ * group rarely aborts, and when it does its members are retried alone. */
+static bool db_groupable(enum db_stmt stmt)
+{
+    return stmt == DB_PUBLISH || stmt == DB_RETRACT || stmt == DB_DISPATCH_COMMIT;
+}
+
 static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_LIST_NODES] = {"list_nodes", 2,
         "SELECT name FROM pubsub.node WHERE NOT deleted AND ($2::text IS NULL OR name > $2)"
@@ -131,7 +139,11 @@ struct db_query {
     db_cb cb;
     void *arg;
     uint64_t deadline;
-    bool done;     /* callback already ran (result, timeout) */
+    bool done;      /* callback already ran (timeout, or delivered) */
+    bool solo;      /* must run in its own transaction (a group failed) */
+    bool ended;     /* its results are complete (the NULL result came) */
+    bool group_end; /* a sync follows it: its group commits there */
+    PGresult *res;  /* its result, held until the group's sync */
     struct db_query *next;
 };
 
@@ -202,6 +214,7 @@ static struct db_query *db_queue_pop(struct db_queue *q)
 
 static void db_query_free(struct db_query *x)
 {
+    PQclear(x->res);
     for (int i = 0; i < x->nparams; i++)
         free(x->params[i]);
     free(x->params);
@@ -486,7 +499,26 @@ static bool db_send_query(struct db_conn *c, struct db_query *x)
         ok = PQsendQueryPrepared(c->pg, db_statements[x->stmt].name, x->nparams,
                                  (const char *const *)x->params, NULL, NULL, 0);
     }
-    return ok && PQpipelineSync(c->pg);
+    return ok;
+}
+
+/* Appends x to the pipeline; a sync (commit point) follows it unless it
+ * joins a group with the next waiting query. */
+static bool db_send_pipelined(struct db_conn *c, struct db_query *x, bool sync)
+{
+    if (!db_send_query(c, x))
+        return false;
+    x->group_end = sync;
+    db_queue_push(&c->sent, x);
+    return !sync || PQpipelineSync(c->pg);
+}
+
+static bool db_may_join(const struct db_conn *c, const struct db_query *x,
+                        const struct db_query *next, int group_size)
+{
+    return next && x->kind == DBQ_STATEMENT && next->kind == DBQ_STATEMENT && !x->solo &&
+           !next->solo && db_groupable(x->stmt) && db_groupable(next->stmt) &&
+           group_size < c->cfg->db_group_max && c->sent.count + 1 < c->cfg->db_max_pipeline;
 }
 
 /* A failure found while a caller is inside db_conn_submit() is acted on
@@ -504,13 +536,15 @@ static void db_pump(struct db_conn *c)
     if (c->pg == NULL || !c->pipeline || c->deferred_failure)
         return;
     bool any = false;
+    int group = 1;
     while (c->waiting.head && c->sent.count < c->cfg->db_max_pipeline) {
         struct db_query *x = db_queue_pop(&c->waiting);
-        db_queue_push(&c->sent, x);
-        if (!db_send_query(c, x)) {
+        bool join = db_may_join(c, x, c->waiting.head, group);
+        if (!db_send_pipelined(c, x, !join)) {
             db_fail_later(c, "could not send a query");
             return;
         }
+        group = join ? group + 1 : 1;
         any = true;
     }
     if (any) {
@@ -549,12 +583,10 @@ static void db_enter_pipeline(struct db_conn *c)
     /* Prepares are internal: send them regardless of the pipeline limit. */
     while (c->waiting.head && c->waiting.head->kind == DBQ_PREPARE) {
         x = db_queue_pop(&c->waiting);
-        if (!db_send_query(c, x)) {
-            db_queue_push(&c->sent, x);
+        if (!db_send_pipelined(c, x, true)) {
             db_fail(c, PQerrorMessage(c->pg));
             return;
         }
-        db_queue_push(&c->sent, x);
     }
     db_flush(c);
 }
@@ -569,52 +601,109 @@ static void db_became_ready(struct db_conn *c)
     db_pump(c);
 }
 
-static void db_deliver(struct db_conn *c, struct db_query *x, PGresult *r)
+/* A prepare's result: a failure is fatal (a bug or a schema mismatch). */
+static void db_check_prepare(struct db_conn *c, struct db_query *x)
 {
-    if (x->kind == DBQ_PREPARE) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            char why[600];
-            snprintf(why, sizeof why, "could not prepare %s: %s",
-                     db_statements[x->stmt].name, db_error(r));
-            log_error("database %s: %s", c->label, why);
-            x->done = true;
-            /* A statement that does not prepare is a bug or a schema
-             * mismatch: no point retrying in a loop. */
-            if (c->h.on_fatal)
-                c->h.on_fatal(c->h.arg, why);
+    if (x->res && PQresultStatus(x->res) == PGRES_COMMAND_OK)
+        return;
+    char why[600];
+    snprintf(why, sizeof why, "could not prepare %s: %s", db_statements[x->stmt].name,
+             x->res ? db_error(x->res) : "no result");
+    log_error("database %s: %s", c->label, why);
+    if (c->h.on_fatal)
+        c->h.on_fatal(c->h.arg, why);
+}
+
+static bool db_query_failed(const struct db_query *x)
+{
+    return x->res == NULL || !db_ok(x->res);
+}
+
+/*
+ * The sync after a group arrived: the group's transaction is over.  Only
+ * now do callbacks run, so a caller never acts (say, acknowledges a
+ * publish) on a result whose transaction might not have committed.  A
+ * group with a failure was rolled back as a whole: its members go back to
+ * the front of the queue to run alone.
+ */
+static void db_group_done(struct db_conn *c)
+{
+    struct db_queue group = {0};
+    struct db_query *x;
+    do {
+        x = db_queue_pop(&c->sent);
+        PS_ASSERT(x != NULL);
+        db_queue_push(&group, x);
+    } while (!x->group_end);
+    bool failed = false;
+    for (x = group.head; x; x = x->next)
+        failed = failed || db_query_failed(x);
+    if (failed && group.count > 1) {
+        log_debug("database %s: a group of %d failed, retrying each alone", c->label, group.count);
+        struct db_queue front = {0};
+        while ((x = db_queue_pop(&group))) {
+            PQclear(x->res);
+            x->res = NULL;
+            x->ended = x->group_end = false;
+            x->solo = true;
+            db_queue_push(&front, x);
         }
-        x->done = true;
+        while ((x = db_queue_pop(&c->waiting)))
+            db_queue_push(&front, x);
+        c->waiting = front;
         return;
     }
-    if (!x->done && x->cb) {
-        x->done = true;
-        x->cb(x->arg, r, NULL);
+    bool prepares = false;
+    while ((x = db_queue_pop(&group))) {
+        if (x->kind == DBQ_PREPARE) {
+            prepares = true;
+            db_check_prepare(c, x);
+        } else if (!x->done && x->cb) {
+            x->done = true;
+            if (x->res)
+                x->cb(x->arg, x->res, NULL);
+            else
+                x->cb(x->arg, NULL, "no result");
+        }
+        db_query_free(x);
+        if (c->pg == NULL)
+            break; /* a callback closed the connection */
     }
+    while ((x = db_queue_pop(&group)))
+        db_query_free(x);
+    if (prepares && c->state == DB_PREPARING &&
+        (c->sent.head == NULL || c->sent.head->kind != DBQ_PREPARE))
+        db_became_ready(c);
+}
+
+/* The first query in the pipeline whose results are still coming. */
+static struct db_query *db_reading(struct db_conn *c)
+{
+    struct db_query *x = c->sent.head;
+    while (x && x->ended)
+        x = x->next;
+    return x;
 }
 
 static void db_read_pipeline(struct db_conn *c)
 {
     while (c->pg && c->sent.head && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
-        if (r == NULL)
-            continue; /* end of the head query's results; its sync follows */
-        struct db_query *x = c->sent.head;
-        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
-            PQclear(r);
-            x = db_queue_pop(&c->sent);
-            bool was_prepare = x->kind == DBQ_PREPARE;
-            if (!x->done && x->cb) {
-                x->done = true;
-                x->cb(x->arg, NULL, "no result");
-            }
-            db_query_free(x);
-            if (was_prepare && c->state == DB_PREPARING &&
-                (c->sent.head == NULL || c->sent.head->kind != DBQ_PREPARE))
-                db_became_ready(c);
+        struct db_query *x = db_reading(c);
+        if (r == NULL) {
+            if (x)
+                x->ended = true; /* its results are complete; maybe a sync follows */
             continue;
         }
-        db_deliver(c, x, r);
-        PQclear(r);
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            db_group_done(c);
+            continue;
+        }
+        if (x && x->res == NULL)
+            x->res = r; /* kept until the group's sync */
+        else
+            PQclear(r);
     }
 }
 

@@ -57,6 +57,7 @@ struct dnode {
     bool more;       /* there may be events after sent: fetch again */
     bool gone;       /* deleted for good by dispatch_commit */
     bool rewake;     /* woken while releasing: claim again afterwards */
+    uint64_t idle_since_ms; /* 0: busy */
     int pending;     /* queries in flight that point at this dnode */
     int batches;     /* batches waiting for barrier or commit */
     struct devent *events;
@@ -623,24 +624,48 @@ void dispatcher_on_bounce(struct dispatcher *d, const char *id, const char *from
 
 /* ---- scheduling ----------------------------------------------------------- */
 
-/* Moves every node forward: fetch where allowed, release idle ones, claim
- * woken nodes. */
-static void dispatcher_kick(struct dispatcher *d)
+static bool dnode_idle(const struct dnode *n)
+{
+    return n->state == DN_READY && !n->more && n->batches == 0 && n->pending == 0;
+}
+
+/* Releases nodes with nothing to do: all of them when `all`, else those
+ * idle since before `before_ms` (a node that just went idle stays held for
+ * a while, so a steady trickle of publishes does not pay a lock round
+ * trip per event). */
+static void dispatcher_release_idle(struct dispatcher *d, bool all, uint64_t before_ms)
 {
     struct dnode *n = d->nodes;
     while (n) {
         struct dnode *next = n->next;
+        if (dnode_idle(n) && (all || n->gone || n->idle_since_ms <= before_ms))
+            dispatcher_release(d, n);
+        n = next;
+    }
+}
+
+/* Moves every node forward: fetch where allowed, release nodes that are
+ * gone, claim woken nodes (making room by releasing idle ones). */
+static void dispatcher_kick(struct dispatcher *d)
+{
+    uint64_t now = loop_now_ms();
+    struct dnode *n = d->nodes;
+    while (n) {
+        struct dnode *next = n->next;
         if (n->state == DN_READY) {
-            if (n->gone && n->batches == 0 && n->pending == 0) {
+            if (n->gone && n->batches == 0 && n->pending == 0)
                 dispatcher_release(d, n);
-            } else if (n->more) {
+            else if (n->more)
                 dispatcher_fetch(d, n);
-            } else if (n->batches == 0 && n->pending == 0) {
-                dispatcher_release(d, n);
-            }
+            if (dnode_idle(n) && n->idle_since_ms == 0)
+                n->idle_since_ms = now;
+            else if (!dnode_idle(n))
+                n->idle_since_ms = 0;
         }
         n = next;
     }
+    if ((d->nwoken || d->claim_any) && d->nnodes >= d->s->cfg->dispatch_max_nodes)
+        dispatcher_release_idle(d, true, 0);
     dispatcher_claim(d);
 }
 
@@ -748,6 +773,8 @@ static void dispatcher_poll(struct loop *loop, void *arg)
                   BARRIER_TIMEOUT_MS);
         link_fail(&d->s->link, "barrier ping unanswered");
     }
+    uint64_t now = loop_now_ms();
+    dispatcher_release_idle(d, d->stopping, now - (uint64_t)d->s->cfg->dispatch_poll_ms);
     d->claim_any = true;
     dispatcher_kick(d);
     loop_timer_arm(loop, &d->poll_timer, (uint64_t)d->s->cfg->dispatch_poll_ms, dispatcher_poll, d);

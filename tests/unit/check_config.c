@@ -36,7 +36,7 @@ static const struct {
     FS(xmpp_host), FI(xmpp_port), FS(component_jid), FS(component_secret),
     FS(barrier_jid), FI(reconnect_min_ms), FI(reconnect_max_ms),
     FI(max_stanza_bytes), FI(output_buffer_max), FI(output_buffer_high),
-    FS(database), FI(db_pool_size), FI(db_max_pipeline), FI(db_max_queued),
+    FS(database), FI(db_pool_size), FI(db_max_pipeline), FI(db_group_max), FI(db_max_queued),
     FI(db_request_timeout_ms), FI(db_reconnect_min_ms),
     FI(db_reconnect_max_ms), FI(max_payload_bytes), FI(default_max_items),
     FI(max_items_limit), FI(max_node_id_bytes), FI(max_item_id_bytes),
