@@ -53,8 +53,10 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_CREATE_NODE] = {"create_node", 4,
         "SELECT pubsub.create_node($1, $2, $3::jsonb || coalesce($4::jsonb, '{}'))"},
     [DB_GET_CONFIG] = {"get_config", 2,
-        "SELECT pubsub.affiliation_of(n.node_id, $2) AS affiliation, c.*"
+        "SELECT pubsub.affiliation_of(n.node_id, $2) AS affiliation, c.*,"
+        " n.kind AS node_type, coalesce(p.name, '') AS collection"
         " FROM pubsub.node n JOIN pubsub.node_config c ON c.node_id = n.node_id"
+        " LEFT JOIN pubsub.node p ON p.node_id = n.parent_id"
         " WHERE n.name = $1 AND NOT n.deleted"},
     [DB_CONFIGURE_NODE] = {"configure_node", 3,
         "SELECT status, node_id FROM pubsub.configure_node($1, $2, $3::jsonb)"},
@@ -85,7 +87,11 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload"
         " FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
     [DB_GET_SUB_OPTIONS] = {"get_sub_options", 4,
-        "SELECT status, deliver, include_body, expire FROM pubsub.get_sub_options($1, $2, $3, $4)"},
+        "SELECT o.status, o.deliver, o.include_body, o.expire,"
+        " coalesce((SELECT CASE WHEN s.sub_depth >= 1000 THEN 'all' ELSE s.sub_depth::text END"
+        "  FROM pubsub.subscription s JOIN pubsub.node n ON n.node_id = s.node_id"
+        "  WHERE n.name = $1 AND NOT n.deleted AND s.jid = $2), '1')"
+        " FROM pubsub.get_sub_options($1, $2, $3, $4) o"},
     [DB_SET_SUB_OPTIONS] = {"set_sub_options", 5,
         "SELECT pubsub.set_sub_options($1, $2, $3, $4, $5::jsonb)"},
     [DB_UNSUBSCRIBE] = {"unsubscribe", 3,
@@ -109,20 +115,25 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         " SELECT node_id FROM cand WHERE pg_try_advisory_lock(node_id)"},
     [DB_DISPATCH_POSITION] = {"dispatch_position", 1,
         "SELECT d.delivered_seq, d.fanout_cursor, n.name, c.deliver_payloads,"
-        " c.notification_type, c.notify_delete"
+        " c.notification_type, c.notify_delete, n.parent_id IS NOT NULL"
         " FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
         " JOIN pubsub.node_config c ON c.node_id = d.node_id WHERE d.node_id = $1"},
     [DB_DISPATCH_EVENTS] = {"dispatch_events", 4,
-        "SELECT seq, kind, item_id, publisher, payload FROM ("
-        " SELECT seq, kind, item_id, publisher, payload,"
+        "SELECT seq, kind, item_id, publisher, payload, gseq FROM ("
+        " SELECT seq, kind, item_id, publisher, payload, gseq,"
         "  sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY seq) AS cum"
         " FROM pubsub.event WHERE node_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) e"
         " WHERE cum - coalesce(octet_length(payload), 0) < $4 ORDER BY seq"},
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
-        "SELECT sub_id, jid, start_seq, subid, include_body FROM pubsub.subscription"
+        "SELECT sub_id, jid, start_seq, subid, include_body, NULL::text AS via, start_gseq"
+        " FROM pubsub.subscription"
         " WHERE node_id = $1 AND sub_id > $2 AND state = 'subscribed' AND deliver"
         "   AND (expires_at IS NULL OR expires_at > now())"
         " ORDER BY sub_id LIMIT $3"},
+    /* The same for a leaf inside collections (XEP-0248). */
+    [DB_DISPATCH_AUDIENCE] = {"dispatch_audience", 3,
+        "SELECT sub_id, jid, start_seq, subid, include_body, via, start_gseq"
+        " FROM pubsub.dispatch_audience($1, $2, $3)"},
     [DB_DISPATCH_COMMIT] = {"dispatch_commit", 3,
         "SELECT pubsub.dispatch_commit($1, $2, $3)"},
     [DB_DISPATCH_RELEASE] = {"dispatch_release", 1,

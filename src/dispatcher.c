@@ -39,6 +39,7 @@ enum dnode_state {
 
 struct devent {
     long long seq;
+    long long gseq; /* the global order (collections) */
     char kind; /* 'p' publish, 'r' retract, 'd' delete, 'u' purge, 'c' config */
     char *item_id;
     char *payload;
@@ -51,6 +52,7 @@ struct dnode {
     bool deliver_payloads;
     bool headline;
     bool notify_delete;
+    bool in_collection; /* has a parent: collection subscribers hear too */
     enum dnode_state state;
     long long committed_seq, committed_cursor;
     long long sent_seq, sent_cursor;
@@ -250,8 +252,8 @@ static void dispatcher_fetch(struct dispatcher *d, struct dnode *n)
         return;
     }
     n->pending++;
-    if (db_conn_submit(&d->db, DB_DISPATCH_SUBSCRIBERS, 3, sub_params, dispatcher_subscribers_cb,
-                       n) != PS_OK) {
+    if (db_conn_submit(&d->db, n->in_collection ? DB_DISPATCH_AUDIENCE : DB_DISPATCH_SUBSCRIBERS, 3,
+                       sub_params, dispatcher_subscribers_cb, n) != PS_OK) {
         n->events_failed = true; /* events_cb will clean up */
         n->more = true;
         return;
@@ -287,6 +289,7 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
                                                  : 'd';
         e->item_id = db_is_null(res, i, 2) ? NULL : xstrdup(db_value(res, i, 2));
         e->payload = db_is_null(res, i, 4) ? NULL : xstrdup(db_value(res, i, 4));
+        e->gseq = db_int(res, i, 5);
     }
 }
 
@@ -320,6 +323,16 @@ static void dispatcher_event_body(const struct dnode *n, const struct devent *e,
         }
     }
     buf_puts(b, "</items></event>");
+}
+
+/* Does subscription `row` start before event e?  A leaf's own
+ * subscriptions compare node positions; a collection's subscriptions
+ * compare positions in the global order. */
+static bool dispatcher_eligible(const struct devent *e, const PGresult *subs, int row)
+{
+    if (db_is_null(subs, row, 5))
+        return db_int(subs, row, 2) < e->seq;
+    return e->kind != 'd' && e->kind != 'c' && db_int(subs, row, 6) < e->gseq;
 }
 
 /* A human-readable <body/> for subscribers who asked for one. */
@@ -366,6 +379,11 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
     if (db_value(subs, row, 4)[0] == 't') /* pubsub#include_body */
         dispatcher_event_text(n, e, msg);
     buf_append(msg, body->data, body->len);
+    if (!db_is_null(subs, row, 5)) { /* through a collection: say which (XEP-0248) */
+        buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'><header name='Collection'>");
+        buf_put_escaped(msg, db_value(subs, row, 5));
+        buf_puts(msg, "</header></headers>");
+    }
     buf_puts(msg, "</message>");
     return link_send(&d->s->link, msg->data, msg->len);
 }
@@ -419,7 +437,7 @@ static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGre
         buf_reset(&body);
         dispatcher_event_body(n, e, &body);
         for (int r = 0; r < usable; r++) {
-            if (!silent && db_int(subs, r, 2) < e->seq) {
+            if (!silent && dispatcher_eligible(e, subs, r)) {
                 if (dispatcher_send_one(d, n, e, subs, r, &body, &msg) != PS_OK) {
                     failed = true;
                     break;
@@ -513,6 +531,7 @@ static void dispatcher_position_cb(void *arg, const PGresult *res, const char *e
     n->deliver_payloads = db_value(res, 0, 3)[0] == 't';
     n->headline = strcmp(db_value(res, 0, 4), "headline") == 0;
     n->notify_delete = db_value(res, 0, 5)[0] == 't';
+    n->in_collection = db_value(res, 0, 6)[0] == 't';
     n->state = DN_READY;
     n->more = true;
     dispatcher_kick(d);

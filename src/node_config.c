@@ -34,11 +34,17 @@ static const char *const access_models[] = {"authorize", "open", "presence", "ro
 static const char *const access_models_implemented[] = {"open", "whitelist", NULL};
 static const char *const publish_models[] = {"publishers", "subscribers", "open", NULL};
 static const char *const notification_types[] = {"normal", "headline", NULL};
+static const char *const node_types[] = {"leaf", "collection", NULL};
 static const char *const send_last_choices[] = {"never", "on_sub", "on_sub_and_presence", NULL};
 static const char *const send_last_implemented[] = {"never", "on_sub", NULL};
 
 static const struct node_option node_options[] = {
     {"pubsub#title", "title", OPT_TEXT, "A friendly name for the node", "", NULL, NULL},
+    /* The node graph (XEP-0248): stored on the node, not in node_config. */
+    {"pubsub#node_type", "node_type", OPT_LIST, "Whether the node is a leaf or a collection",
+     "leaf", node_types, NULL},
+    {"pubsub#collection", "collection", OPT_TEXT, "The collection this node belongs to", "", NULL,
+     NULL},
     {"pubsub#description", "description", OPT_TEXT, "A description of the node", "", NULL, NULL},
     {"pubsub#type", "payload_type", OPT_TEXT,
      "The namespace of the payloads (empty: any)", "", NULL, NULL},

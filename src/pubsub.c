@@ -24,6 +24,11 @@ static const struct status_error status_errors[] = {
     {"closed-node", {"cancel", "not-allowed", "closed-node", NULL}},
     {"not-subscribed", {"cancel", "unexpected-request", "not-subscribed", NULL}},
     {"precondition-not-met", {"cancel", "conflict", "precondition-not-met", NULL}},
+    {"collection", {"cancel", "feature-not-implemented", "unsupported", "publish"}},
+    {"parent-not-found", {"cancel", "item-not-found", NULL, NULL}},
+    {"parent-not-collection", {"cancel", "not-allowed", "invalid-options", NULL}},
+    {"cycle", {"cancel", "not-allowed", "invalid-options", NULL}},
+    {"kind-change", {"modify", "not-acceptable", NULL, NULL}},
     {"invalid-subid", {"modify", "not-acceptable", "invalid-subid", NULL}},
 };
 

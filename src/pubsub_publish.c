@@ -93,7 +93,7 @@ void pubsub_publish(struct server *s, struct iq_request *req, const struct stanz
         return;
     }
     struct buf text = BUF_INIT;
-    if (xnode_is_self_contained(payload)) {
+    if (!st->has_comment && xnode_is_self_contained(payload)) {
         size_t len;
         const char *raw = stanza_raw_of(st, payload, &len);
         buf_append(&text, raw, len);

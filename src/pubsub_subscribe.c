@@ -56,6 +56,14 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
             /* An XEP-0082 DateTime (checked by the database) or empty. */
             buf_puts(json, "\"expire\":");
             buf_put_json_string(json, v ? v : "");
+        } else if (strcmp(fd->var, "pubsub#subscription_type") == 0 && v &&
+                   strcmp(v, "items") == 0) {
+            /* XEP-0248: only item notifications are implemented. */
+            buf_puts(json, "\"subscription_type\":\"items\"");
+        } else if (strcmp(fd->var, "pubsub#subscription_depth") == 0 && v &&
+                   (strcmp(v, "all") == 0 || (strspn(v, "0123456789") == strlen(v) && *v &&
+                                              strlen(v) < 7))) {
+            buf_printf(json, "\"subscription_depth\":%s", strcmp(v, "all") == 0 ? "1000" : v);
         } else if (strcmp(fd->var, "pubsub#digest") == 0 && v &&
                    form_parse_boolean(v, &b) == 0 && !b) {
             buf_puts(json, "\"digest\":false");
@@ -206,6 +214,11 @@ static void options_get_done(struct pubsub_call *call, const PGresult *res)
                    db_value(res, 0, 2)[0] == 't' ? "true" : "false");
     form_add_field(&b, "pubsub#expire", "text-single",
                    "Subscription expiry (XEP-0082 DateTime, empty: never)", db_value(res, 0, 3));
+    static const char *const types[] = {"items", NULL};
+    form_add_list(&b, "pubsub#subscription_type", "Collections: notifications about", "items",
+                  types);
+    form_add_field(&b, "pubsub#subscription_depth", "text-single",
+                   "Collections: how many levels down (or all)", db_value(res, 0, 4));
     form_close(&b);
     buf_puts(&b, "</options></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);

@@ -26,6 +26,7 @@ struct xml_stream {
     struct xnode *root;    /* the stream element, attributes only */
     struct xnode *stanza;  /* stanza under construction */
     struct xnode *current; /* innermost open element */
+    bool stanza_has_comment;
     long long stanza_start;
     long long fed;         /* total bytes given to expat */
     struct buf pending;
@@ -74,6 +75,7 @@ static void XMLCALL xs_start(void *ud, const char *name, const char **attrs)
     struct xnode *n = xs_make_element(name, attrs);
     if (xs->depth == 1) {
         xs->stanza_start = pos;
+        xs->stanza_has_comment = false;
         n->parent = xs->root;
         xs->stanza = n;
     } else {
@@ -94,6 +96,8 @@ static void xs_deliver_stanza(struct xml_stream *xs)
     PS_ASSERT(xs->stanza_start >= xs->pending_base);
     st.raw = xs->pending.data + (xs->stanza_start - xs->pending_base);
     st.raw_len = xs->stanza->raw_end;
+    st.has_comment = xs->stanza_has_comment;
+    xs->stanza_has_comment = false;
     PS_ASSERT(xs->stanza_start + (long long)st.raw_len <=
               xs->pending_base + (long long)xs->pending.len);
     int stop = xs->on_stanza ? xs->on_stanza(xs->arg, &st) : 0;
@@ -142,6 +146,16 @@ static void XMLCALL xs_text(void *ud, const char *s, int len)
     xnode_append_text(xs->current, s, (size_t)len);
 }
 
+/* Comments are dropped from the tree; the stanza's raw bytes keep them, so
+ * they must not be forwarded as they are (servers refuse comments). */
+static void XMLCALL xs_comment(void *ud, const char *data)
+{
+    struct xml_stream *xs = ud;
+    (void)data;
+    if (xs->depth >= 2)
+        xs->stanza_has_comment = true;
+}
+
 static void XMLCALL xs_doctype(void *ud, const char *name, const char *sysid,
                                const char *pubid, int has_internal)
 {
@@ -182,6 +196,7 @@ struct xml_stream *xml_stream_new(size_t max_stanza_bytes,
     XML_SetStartDoctypeDeclHandler(xs->parser, xs_doctype);
     XML_SetEntityDeclHandler(xs->parser, xs_entity);
     XML_SetProcessingInstructionHandler(xs->parser, xs_pi);
+    XML_SetCommentHandler(xs->parser, xs_comment);
 #if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
     /* Each stanza must be reported as soon as its last byte is fed; expat
      * 2.6 may otherwise defer re-parsing a token split across feeds. */

@@ -11,6 +11,7 @@
 #ifndef PUBSUBD_XML_STREAM_H
 #define PUBSUBD_XML_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "xnode.h"
@@ -21,6 +22,7 @@ struct stanza {
     struct xnode *el;   /* the top-level element; its parent is the stream */
     const char *raw;    /* the bytes it arrived as */
     size_t raw_len;
+    bool has_comment;   /* raw holds an XML comment (the tree does not) */
 };
 
 enum xml_stream_status {
