@@ -45,6 +45,12 @@ struct config {
     int dispatch_events;
     int dispatch_max_nodes;
     int dispatch_poll_ms;
+    /* redelivery and dead letters */
+    int redelivery_max_attempts;
+    int redelivery_base_ms;
+    int redelivery_window_ms;
+    int redelivery_batch;
+    int event_retention_s;
     /* process */
     char *log_level;
     char *log_file;

@@ -138,6 +138,19 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT pubsub.dispatch_commit($1, $2, $3)"},
     [DB_DISPATCH_RELEASE] = {"dispatch_release", 1,
         "SELECT pg_advisory_unlock($1::bigint)"},
+    [DB_RECORD_BOUNCE] = {"record_bounce", 6,
+        "SELECT pubsub.record_bounce($1, $2, $3, $4, $5, $6)"},
+    [DB_REDELIVERY_TAKE] = {"redelivery_take", 2,
+        "SELECT node_id, seq, sub_id, jid, kind, item_id, payload, node, headline,"
+        " deliver_payloads FROM pubsub.redelivery_take($1, $2)"},
+    /* After a reconnect: retries sent on a lost stream go out again. */
+    [DB_REDELIVERY_RESET] = {"redelivery_reset", 0,
+        "UPDATE pubsub.redelivery SET state = 'waiting', next_at = now() WHERE state = 'sent'"},
+    [DB_EXPIRE_EVENTS] = {"expire_events", 2, "SELECT pubsub.expire_events($1, $2)"},
+    [DB_DEAD_LETTERS] = {"dead_letters", 3,
+        "SELECT status, seq, jid, attempts, last_error, item_id"
+        " FROM pubsub.dead_letters($1, $2, $3)"},
+    [DB_REDRIVE] = {"redrive", 2, "SELECT status, count FROM pubsub.redrive($1, $2)"},
 };
 
 enum db_query_kind { DBQ_STATEMENT, DBQ_PREPARE };

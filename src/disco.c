@@ -12,11 +12,13 @@
 
 #include "config.h"
 #include "log.h"
+#include "commands.h"
 #include "jid.h"
 #include "pubsub.h"
 #include "rsm.h"
 
 static const char *const service_features[] = {
+    NS_COMMANDS,
     NS_DISCO_INFO,
     NS_DISCO_ITEMS,
     NS_PING,
@@ -143,6 +145,11 @@ void disco_items(struct server *s, struct iq_request *req, const struct xnode *q
     char maxs[24];
     snprintf(maxs, sizeof maxs, "%ld", max);
     const char *node = xnode_attr(query, "node");
+    if (node && strcmp(node, NS_COMMANDS) == 0) {
+        rsm_free(&rsm);
+        commands_list(s, req);
+        return;
+    }
     struct pubsub_call *call;
     if (node) {
         if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {

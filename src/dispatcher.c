@@ -23,6 +23,8 @@
 
 #include "db.h"
 #include "log.h"
+#include "notify.h"
+#include "redelivery.h"
 #include "server.h"
 #include "stanza.h"
 
@@ -281,48 +283,11 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
     for (int i = 0; i < rows; i++) {
         struct devent *e = &n->events[i];
         e->seq = db_int(res, i, 0);
-        const char *kind = db_value(res, i, 1);
-        e->kind = strcmp(kind, "publish") == 0   ? 'p'
-                  : strcmp(kind, "retract") == 0 ? 'r'
-                  : strcmp(kind, "purge") == 0   ? 'u'
-                  : strcmp(kind, "config") == 0  ? 'c'
-                                                 : 'd';
+        e->kind = (char)notify_kind_parse(db_value(res, i, 1));
         e->item_id = db_is_null(res, i, 2) ? NULL : xstrdup(db_value(res, i, 2));
         e->payload = db_is_null(res, i, 4) ? NULL : xstrdup(db_value(res, i, 4));
         e->gseq = db_int(res, i, 5);
     }
-}
-
-/* The <event/> element for e (built once per event). */
-static void dispatcher_event_body(const struct dnode *n, const struct devent *e, struct buf *b)
-{
-    buf_puts(b, "<event xmlns='" NS_PUBSUB_EVENT "'>");
-    if (e->kind == 'd' || e->kind == 'u' || e->kind == 'c') {
-        buf_puts(b, e->kind == 'd' ? "<delete node='" : e->kind == 'u' ? "<purge node='"
-                                                                       : "<configuration node='");
-        buf_put_escaped(b, n->name);
-        buf_puts(b, "'/></event>");
-        return;
-    }
-    buf_puts(b, "<items node='");
-    buf_put_escaped(b, n->name);
-    buf_puts(b, "'>");
-    if (e->kind == 'r') {
-        buf_puts(b, "<retract id='");
-        buf_put_escaped(b, e->item_id ? e->item_id : "");
-        buf_puts(b, "'/>");
-    } else {
-        buf_puts(b, "<item id='");
-        buf_put_escaped(b, e->item_id ? e->item_id : "");
-        if (n->deliver_payloads && e->payload) {
-            buf_puts(b, "'>");
-            buf_puts(b, e->payload);
-            buf_puts(b, "</item>");
-        } else {
-            buf_puts(b, "'/>");
-        }
-    }
-    buf_puts(b, "</items></event>");
 }
 
 /* Does subscription `row` start before event e?  A leaf's own
@@ -335,32 +300,12 @@ static bool dispatcher_eligible(const struct devent *e, const PGresult *subs, in
     return e->kind != 'd' && e->kind != 'c' && db_int(subs, row, 6) < e->gseq;
 }
 
-/* A human-readable <body/> for subscribers who asked for one. */
-static void dispatcher_event_text(const struct dnode *n, const struct devent *e, struct buf *msg)
+/* The notify module's view of event e of node n. */
+static struct notify_event dispatcher_notify_event(const struct dnode *n, const struct devent *e)
 {
-    buf_puts(msg, "<body>");
-    buf_put_escaped(msg, n->name);
-    switch (e->kind) {
-    case 'p':
-        buf_puts(msg, ": new item ");
-        buf_put_escaped(msg, e->item_id ? e->item_id : "");
-        break;
-    case 'r':
-        buf_puts(msg, ": item ");
-        buf_put_escaped(msg, e->item_id ? e->item_id : "");
-        buf_puts(msg, " retracted");
-        break;
-    case 'u':
-        buf_puts(msg, ": all items purged");
-        break;
-    case 'c':
-        buf_puts(msg, ": configuration changed");
-        break;
-    default:
-        buf_puts(msg, ": node deleted");
-        break;
-    }
-    buf_puts(msg, "</body>");
+    struct notify_event ne = {n->name, n->id, e->seq, (enum notify_kind)e->kind, e->item_id,
+                              e->payload, n->deliver_payloads};
+    return ne;
 }
 
 /* Writes one notification.  Returns link_send's status. */
@@ -368,16 +313,12 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
                                const PGresult *subs, int row, const struct buf *body,
                                struct buf *msg)
 {
+    struct notify_event ne = dispatcher_notify_event(n, e);
     buf_reset(msg);
-    buf_puts(msg, "<message from='");
-    buf_put_escaped(msg, d->s->cfg->component_jid);
-    buf_puts(msg, "' to='");
-    buf_put_escaped(msg, db_value(subs, row, 1));
-    /* Stable id: node, seq and Binding; receivers drop duplicates by it. */
-    buf_printf(msg, "' id='ps-%lld-%lld-%s'%s>", n->id, e->seq, db_value(subs, row, 0),
-               n->headline ? " type='headline'" : "");
+    notify_message_open(msg, d->s->cfg->component_jid, db_value(subs, row, 1), &ne,
+                        db_value(subs, row, 0), n->headline);
     if (db_value(subs, row, 4)[0] == 't') /* pubsub#include_body */
-        dispatcher_event_text(n, e, msg);
+        notify_body_text(msg, &ne);
     buf_append(msg, body->data, body->len);
     if (!db_is_null(subs, row, 5)) { /* through a collection: say which (XEP-0248) */
         buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'><header name='Collection'>");
@@ -435,7 +376,8 @@ static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGre
         const struct devent *e = &n->events[i];
         bool silent = e->kind == 'd' && !n->notify_delete;
         buf_reset(&body);
-        dispatcher_event_body(n, e, &body);
+        struct notify_event ne = dispatcher_notify_event(n, e);
+        notify_event_body(&body, &ne);
         for (int r = 0; r < usable; r++) {
             if (!silent && dispatcher_eligible(e, subs, r)) {
                 if (dispatcher_send_one(d, n, e, subs, r, &body, &msg) != PS_OK) {
@@ -634,13 +576,6 @@ void dispatcher_on_iq_reply(struct dispatcher *d, const char *id, bool ok)
     }
 }
 
-void dispatcher_on_bounce(struct dispatcher *d, const char *id, const char *from)
-{
-    (void)d;
-    if (strncmp(id, "ps-", 3) == 0)
-        log_info("dispatcher: notification %s bounced by %s", id, from ? from : "?");
-}
-
 /* ---- scheduling ----------------------------------------------------------- */
 
 static bool dnode_idle(const struct dnode *n)
@@ -741,6 +676,7 @@ void dispatcher_link_down(struct dispatcher *d)
 
 void dispatcher_link_ready(struct dispatcher *d)
 {
+    redelivery_link_ready(d->s);
     d->claim_any = true;
     dispatcher_kick(d);
 }
@@ -786,6 +722,7 @@ static void dispatcher_poll(struct loop *loop, void *arg)
 {
     struct dispatcher *d = arg;
     dispatcher_expire(d);
+    redelivery_tick(d->s);
     if (d->batches && loop_now_ms() - d->batches->sent_ms > BARRIER_TIMEOUT_MS &&
         !d->batches->committing) {
         log_error("dispatcher: barrier %llu unanswered for %d ms", d->batches->barrier,

@@ -37,7 +37,5 @@ void dispatcher_link_drain(struct dispatcher *d);
 
 /* An <iq type='result'/'error'> arrived with this id. */
 void dispatcher_on_iq_reply(struct dispatcher *d, const char *id, bool ok);
-/* A <message type='error'> bounced back with this id. */
-void dispatcher_on_bounce(struct dispatcher *d, const char *id, const char *from);
 
 #endif

@@ -13,7 +13,9 @@
 #include "disco.h"
 #include "dispatcher.h"
 #include "log.h"
+#include "commands.h"
 #include "pubsub.h"
+#include "redelivery.h"
 #include "stanza.h"
 
 static void service_handle_iq(struct server *s, struct stanza *st)
@@ -60,6 +62,8 @@ static void service_handle_iq(struct server *s, struct stanza *st)
         disco_ping(s, req);
     else if (strcmp(ns, NS_VERSION) == 0 && strcmp(name, "query") == 0 && !req->is_set)
         disco_version(s, req);
+    else if (strcmp(ns, NS_COMMANDS) == 0 && strcmp(name, "command") == 0)
+        commands_execute(s, req, payload);
     else
         pubsub_reply_error(s, req, &ERR_SERVICE_UNAVAILABLE, NULL);
 }
@@ -74,8 +78,12 @@ void service_handle_stanza(struct server *s, struct stanza *st)
     if (strcmp(name, "message") == 0) {
         const char *type = xnode_attr(st->el, "type");
         const char *id = xnode_attr(st->el, "id");
-        if (type && strcmp(type, "error") == 0 && id)
-            dispatcher_on_bounce(s->dispatcher, id, xnode_attr(st->el, "from"));
+        if (type && strcmp(type, "error") == 0 && id) {
+            const struct xnode *err = xnode_child(st->el, "error", NULL);
+            const struct xnode *cond = err ? xnode_child(err, NULL, NS_STANZAS) : NULL;
+            redelivery_on_bounce(s, id, xnode_attr(st->el, "from"),
+                                 cond ? xnode_local_name(cond) : NULL);
+        }
         return;
     }
     /* presence and anything else: never answered */

@@ -41,7 +41,8 @@ static const struct {
     FI(db_reconnect_max_ms), FI(max_payload_bytes), FI(default_max_items),
     FI(max_items_limit), FI(max_node_id_bytes), FI(max_item_id_bytes),
     FI(max_items_per_request), FI(auto_create_nodes), FI(dispatch_batch), FI(dispatch_events),
-    FI(dispatch_max_nodes), FI(dispatch_poll_ms), FS(log_level),
+    FI(dispatch_max_nodes), FI(dispatch_poll_ms), FI(redelivery_max_attempts), FI(redelivery_base_ms),
+    FI(redelivery_window_ms), FI(redelivery_batch), FI(event_retention_s), FS(log_level),
     FS(log_file), FI(shutdown_timeout_ms),
 #undef FS
 #undef FI
