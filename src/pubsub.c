@@ -71,6 +71,8 @@ static void pubsub_call_free(struct pubsub_call *call)
     free(call->node);
     free(call->item_id);
     free(call->jid);
+    if (call->free_extra)
+        call->free_extra(call->extra);
     free(call);
 }
 

@@ -39,6 +39,8 @@ struct pubsub_call {
     char *node;
     char *item_id;
     char *jid;
+    void *extra;                    /* handler's own state, freed with: */
+    void (*free_extra)(void *extra);
     pubsub_done_cb done;
 };
 

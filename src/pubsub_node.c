@@ -116,7 +116,8 @@ static void pubsub_node_info_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "'><identity category='pubsub' type='");
     buf_puts(&b, strcmp(db_value(res, 0, 0), "collection") == 0 ? "collection" : "leaf");
     buf_puts(&b, "'/><feature var='" NS_PUBSUB "'/><feature var='" NS_DISCO_INFO
-                 "'/><feature var='" NS_DISCO_ITEMS "'/>");
+                 "'/><feature var='" NS_DISCO_ITEMS "'/><feature var='urn:xmpp:mam:2'/>"
+                 "<feature var='urn:xmpp:mam:2#extended'/>");
     form_open(&b, "result", NS_PUBSUB "#meta-data");
     meta_field(&b, "pubsub#title", db_value(res, 0, 1));
     meta_field(&b, "pubsub#description", db_value(res, 0, 2));

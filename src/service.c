@@ -13,6 +13,7 @@
 #include "disco.h"
 #include "dispatcher.h"
 #include "log.h"
+#include "mam.h"
 #include "commands.h"
 #include "pubsub.h"
 #include "redelivery.h"
@@ -62,6 +63,8 @@ static void service_handle_iq(struct server *s, struct stanza *st)
         disco_ping(s, req);
     else if (strcmp(ns, NS_VERSION) == 0 && strcmp(name, "query") == 0 && !req->is_set)
         disco_version(s, req);
+    else if (strcmp(ns, NS_MAM) == 0 && strcmp(name, "query") == 0)
+        mam_handle(s, req, payload);
     else if (strcmp(ns, NS_COMMANDS) == 0 && strcmp(name, "command") == 0)
         commands_execute(s, req, payload);
     else
