@@ -39,6 +39,8 @@ static const char *const service_features[] = {
     NS_PUBSUB "#retract-items",
     NS_PUBSUB "#meta-data",
     NS_PUBSUB "#retrieve-default",
+    NS_PUBSUB "#retrieve-default-sub",
+    NS_PUBSUB "#leased-subscription",
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#subscribe",
     NS_PUBSUB "#subscription-options",

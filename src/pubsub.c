@@ -119,7 +119,6 @@ static const struct {
     const char *verb;
     const char *feature;
 } unsupported_verbs[] = {
-    {false, "default", "retrieve-default-sub"},
 };
 
 static void pubsub_reply_unsupported(struct server *s, struct iq_request *req, bool owner,
@@ -197,6 +196,8 @@ void pubsub_handle_iq(struct server *s, struct iq_request *req, const struct sta
         pubsub_unsubscribe(s, req, verb);
     else if (strcmp(name, "items") == 0)
         pubsub_items(s, req, verb, pubsub);
+    else if (strcmp(name, "default") == 0 && !set)
+        pubsub_default_sub_options(s, req);
     else if (strcmp(name, "options") == 0)
         pubsub_options(s, req, verb);
     else if (strcmp(name, "subscriptions") == 0 || strcmp(name, "affiliations") == 0)

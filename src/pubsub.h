@@ -77,6 +77,8 @@ void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnod
 /* Owner: a node's subscriptions (§8.8) or affiliations (§8.9), get or set. */
 void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xnode *el,
                        bool subscriptions);
+/* Default subscription options (§6.4). */
+void pubsub_default_sub_options(struct server *s, struct iq_request *req);
 /* Subscription options (§6.3), get or set. */
 void pubsub_options(struct server *s, struct iq_request *req, const struct xnode *options);
 void pubsub_configure(struct server *s, struct iq_request *req, const struct xnode *configure);

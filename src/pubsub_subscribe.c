@@ -195,6 +195,38 @@ void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xno
 
 /* ---- subscription options (§6.3) ------------------------------------------- */
 
+/* The pubsub#subscribe_options form with these values. */
+static void sub_options_form(struct buf *b, bool deliver, bool include_body, const char *expire,
+                             const char *depth)
+{
+    form_open(b, "form", NS_SUBSCRIBE_OPTIONS);
+    form_add_field(b, "pubsub#deliver", "boolean", "Enable delivery?", deliver ? "true" : "false");
+    form_add_field(b, "pubsub#digest", "boolean", "Receive digest notifications?", "false");
+    form_add_field(b, "pubsub#include_body", "boolean",
+                   "Receive message body in addition to payload?",
+                   include_body ? "true" : "false");
+    form_add_field(b, "pubsub#expire", "text-single",
+                   "Subscription expiry (XEP-0082 DateTime, empty: never)", expire);
+    static const char *const types[] = {"items", NULL};
+    form_add_list(b, "pubsub#subscription_type", "Collections: notifications about", "items",
+                  types);
+    form_add_field(b, "pubsub#subscription_depth", "text-single",
+                   "Collections: how many levels down (or all)", depth);
+    form_close(b);
+}
+
+/* Default subscription options (§6.4). */
+void pubsub_default_sub_options(struct server *s, struct iq_request *req)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><default>");
+    sub_options_form(&b, true, false, "", "1");
+    buf_puts(&b, "</default></pubsub>");
+    (void)stanza_reply_result(&s->link, req, b.data);
+    buf_free(&b);
+    iq_request_free(req);
+}
+
 static void options_get_done(struct pubsub_call *call, const PGresult *res)
 {
     if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
@@ -205,21 +237,8 @@ static void options_get_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "' jid='");
     buf_put_escaped(&b, call->jid);
     buf_puts(&b, "'>");
-    form_open(&b, "form", NS_SUBSCRIBE_OPTIONS);
-    form_add_field(&b, "pubsub#deliver", "boolean", "Enable delivery?",
-                   db_value(res, 0, 1)[0] == 't' ? "true" : "false");
-    form_add_field(&b, "pubsub#digest", "boolean", "Receive digest notifications?", "false");
-    form_add_field(&b, "pubsub#include_body", "boolean",
-                   "Receive message body in addition to payload?",
-                   db_value(res, 0, 2)[0] == 't' ? "true" : "false");
-    form_add_field(&b, "pubsub#expire", "text-single",
-                   "Subscription expiry (XEP-0082 DateTime, empty: never)", db_value(res, 0, 3));
-    static const char *const types[] = {"items", NULL};
-    form_add_list(&b, "pubsub#subscription_type", "Collections: notifications about", "items",
-                  types);
-    form_add_field(&b, "pubsub#subscription_depth", "text-single",
-                   "Collections: how many levels down (or all)", db_value(res, 0, 4));
-    form_close(&b);
+    sub_options_form(&b, db_value(res, 0, 1)[0] == 't', db_value(res, 0, 2)[0] == 't',
+                     db_value(res, 0, 3), db_value(res, 0, 4));
     buf_puts(&b, "</options></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
