@@ -112,26 +112,12 @@ void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams
     s->requests_in_flight++;
 }
 
-/* Requests pubsubd does not implement, with the XEP-0060 feature name the
- * <unsupported/> error must carry. */
-static const struct {
-    bool owner;
-    const char *verb;
-    const char *feature;
-} unsupported_verbs[] = {
-};
-
+/* A child of <pubsub/> that is not an XEP-0060 request pubsubd knows. */
 static void pubsub_reply_unsupported(struct server *s, struct iq_request *req, bool owner,
                                      const char *verb)
 {
-    for (size_t i = 0; i < ARRAY_LEN(unsupported_verbs); i++) {
-        if (unsupported_verbs[i].owner == owner && strcmp(unsupported_verbs[i].verb, verb) == 0) {
-            struct xmpp_error err = {"cancel", "feature-not-implemented", "unsupported",
-                                     unsupported_verbs[i].feature};
-            pubsub_reply_error(s, req, &err, NULL);
-            return;
-        }
-    }
+    log_info("iq %s from %s: unknown %s request <%s/>", req->id, req->from,
+             owner ? "pubsub#owner" : "pubsub", verb);
     pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, NULL);
 }
 
