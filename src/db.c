@@ -84,8 +84,11 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
     [DB_SUBSCRIBE] = {"subscribe", 4,
-        "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload"
-        " FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
+        "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload,"
+        " owners FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
+    [DB_AUTHORIZE] = {"authorize", 5,
+        "SELECT status, jid, state FROM pubsub.authorize($1, $2, $3, $4, $5)"},
+    [DB_PENDING] = {"pending", 2, "SELECT status, node, jid, subid FROM pubsub.pending($1, $2)"},
     [DB_GET_SUB_OPTIONS] = {"get_sub_options", 4,
         "SELECT o.status, o.deliver, o.include_body, o.expire,"
         " coalesce((SELECT CASE WHEN s.sub_depth >= 1000 THEN 'all' ELSE s.sub_depth::text END"

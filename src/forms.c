@@ -75,13 +75,29 @@ int form_parse_boolean(const char *s, bool *out)
     return -1;
 }
 
-void form_open(struct buf *b, const char *type, const char *form_type)
+void form_open_titled(struct buf *b, const char *type, const char *form_type, const char *title,
+                      const char *instructions)
 {
     buf_puts(b, "<x xmlns='" NS_DATA "' type='");
     buf_puts(b, type);
     buf_puts(b, "'>");
+    if (title) {
+        buf_puts(b, "<title>");
+        buf_put_escaped(b, title);
+        buf_puts(b, "</title>");
+    }
+    if (instructions) {
+        buf_puts(b, "<instructions>");
+        buf_put_escaped(b, instructions);
+        buf_puts(b, "</instructions>");
+    }
     if (form_type)
         form_add_field(b, "FORM_TYPE", "hidden", NULL, form_type);
+}
+
+void form_open(struct buf *b, const char *type, const char *form_type)
+{
+    form_open_titled(b, type, form_type, NULL, NULL);
 }
 
 static void form_field_open(struct buf *b, const char *var, const char *type, const char *label)

@@ -37,6 +37,9 @@ int form_parse_boolean(const char *s, bool *out) MUSTCHECK;
 
 /* Building. */
 void form_open(struct buf *b, const char *type, const char *form_type);
+/* The same with a title and instructions, which come before the fields. */
+void form_open_titled(struct buf *b, const char *type, const char *form_type, const char *title,
+                      const char *instructions);
 void form_add_field(struct buf *b, const char *var, const char *type, const char *label,
                     const char *value);
 /* A list-single field with its options (NULL-terminated). */

@@ -31,7 +31,7 @@ static const char *const only_false_columns[] = {"notify_sub", NULL};
 
 static const char *const access_models[] = {"authorize", "open", "presence", "roster",
                                             "whitelist", NULL};
-static const char *const access_models_implemented[] = {"open", "whitelist", NULL};
+static const char *const access_models_implemented[] = {"open", "whitelist", "authorize", NULL};
 static const char *const publish_models[] = {"publishers", "subscribers", "open", NULL};
 static const char *const notification_types[] = {"normal", "headline", NULL};
 static const char *const node_types[] = {"leaf", "collection", NULL};

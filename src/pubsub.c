@@ -22,6 +22,8 @@ static const struct status_error status_errors[] = {
     {"payload-too-big", {"modify", "not-acceptable", "payload-too-big", NULL}},
     {"invalid-payload", {"modify", "bad-request", "invalid-payload", NULL}},
     {"closed-node", {"cancel", "not-allowed", "closed-node", NULL}},
+    {"reader-not-subscribed", {"auth", "not-authorized", "not-subscribed", NULL}},
+    {"not-pending", {"cancel", "item-not-found", NULL, NULL}},
     {"not-subscribed", {"cancel", "unexpected-request", "not-subscribed", NULL}},
     {"precondition-not-met", {"cancel", "conflict", "precondition-not-met", NULL}},
     {"collection", {"cancel", "feature-not-implemented", "unsupported", "publish"}},

@@ -77,6 +77,14 @@ void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnod
 /* Owner: a node's subscriptions (§8.8) or affiliations (§8.9), get or set. */
 void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xnode *el,
                        bool subscriptions);
+/* The authorize access model (pubsub_authorize.c). */
+void pubsub_send_approval_request(struct server *s, const char *owner, const char *node,
+                                  const char *subscriber, const char *subid);
+/* owners: newline-separated bare JIDs. */
+void pubsub_send_approval_requests(struct server *s, const char *owners, const char *node,
+                                   const char *subscriber, const char *subid);
+void pubsub_authorization_answer(struct server *s, const struct xnode *message,
+                                 const struct xnode *x);
 /* Default subscription options (§6.4). */
 void pubsub_default_sub_options(struct server *s, struct iq_request *req);
 /* Subscription options (§6.3), get or set. */

@@ -169,6 +169,9 @@ static void pubsub_subscribe_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "'/></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
+    if (!db_is_null(res, 0, 8)) /* a new request on an authorize node */
+        pubsub_send_approval_requests(call->s, db_value(res, 0, 8), call->node, call->jid,
+                                      db_value(res, 0, 1));
     send_last_item(call, res);
 }
 

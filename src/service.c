@@ -81,6 +81,11 @@ void service_handle_stanza(struct server *s, struct stanza *st)
     if (strcmp(name, "message") == 0) {
         const char *type = xnode_attr(st->el, "type");
         const char *id = xnode_attr(st->el, "id");
+        const struct xnode *x = xnode_child(st->el, "x", "jabber:x:data");
+        if (x && (type == NULL || strcmp(type, "error") != 0) && !s->stopping) {
+            pubsub_authorization_answer(s, st->el, x); /* an owner's answer (§8.6) */
+            return;
+        }
         if (type && strcmp(type, "error") == 0 && id) {
             const struct xnode *err = xnode_child(st->el, "error", NULL);
             const struct xnode *cond = err ? xnode_child(err, NULL, NS_STANZAS) : NULL;

@@ -64,6 +64,8 @@ static void stanza_open_iq(struct buf *b, const struct iq_request *req, const ch
 
 int stanza_reply_result(struct link *l, const struct iq_request *req, const char *payload)
 {
+    if (req->no_reply)
+        return PS_OK;
     struct buf b = BUF_INIT;
     stanza_open_iq(&b, req, "result");
     if (payload && *payload) {
@@ -85,6 +87,8 @@ int stanza_reply_error(struct link *l, const struct iq_request *req,
              err->pubsub_condition ? "/" : "",
              err->pubsub_condition ? err->pubsub_condition : "", text ? ": " : "",
              text ? text : "");
+    if (req->no_reply)
+        return PS_OK;
     struct buf b = BUF_INIT;
     stanza_open_iq(&b, req, "error");
     buf_puts(&b, "><error type='");

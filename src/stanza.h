@@ -31,6 +31,7 @@ struct iq_request {
     char *from_bare; /* normalised bare JID of the sender */
     char *to;
     bool is_set;
+    bool no_reply;   /* not an IQ (a message carrying a form): never answered */
     uint64_t received_ms;
 };
 

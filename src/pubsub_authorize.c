@@ -1,0 +1,136 @@
+/*
+ * pubsub_authorize.c - the authorize access model: subscription requests
+ * sent to the owners as data forms (§8.6.1), the owners' answers
+ * (§8.6.2), the subscriber's notification (§8.6.3) and the get-pending
+ * command (§8.7, in commands.c).
+ *
+ * Approval forms and approval notifications are sent directly, not
+ * through the outbox: a lost request can be asked again with get-pending,
+ * and the subscriber can see its state with a subscriptions request.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "forms.h"
+#include "ids.h"
+#include "jid.h"
+#include "log.h"
+#include "pubsub.h"
+
+#define NS_SUBSCRIBE_AUTHORIZATION "http://jabber.org/protocol/pubsub#subscribe_authorization"
+
+void pubsub_send_approval_request(struct server *s, const char *owner, const char *node,
+                                  const char *subscriber, const char *subid)
+{
+    char id[17];
+    if (ids_random_hex(id, 8) != 0)
+        snprintf(id, sizeof id, "approve");
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message from='");
+    buf_put_escaped(&b, s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, owner);
+    buf_printf(&b, "' id='pa-%s'>", id);
+    form_open_titled(&b, "form", NS_SUBSCRIBE_AUTHORIZATION, "PubSub subscriber request",
+                     "To approve this entity's subscription request, submit the form with "
+                     "pubsub#allow true; to deny it, false.");
+    form_add_field(&b, "pubsub#subid", "hidden", NULL, subid);
+    form_add_field(&b, "pubsub#node", "text-single", "Node ID", node);
+    form_add_field(&b, "pubsub#subscriber_jid", "jid-single", "Subscriber Address", subscriber);
+    form_add_field(&b, "pubsub#allow", "boolean",
+                   "Allow this JID to subscribe to this pubsub node?", "false");
+    form_close(&b);
+    buf_puts(&b, "</message>");
+    if (link_send(&s->link, b.data, b.len) != PS_OK)
+        log_warn("node %s: approval request for %s to %s not sent: link down or full", node,
+                 subscriber, owner);
+    buf_free(&b);
+}
+
+void pubsub_send_approval_requests(struct server *s, const char *owners, const char *node,
+                                   const char *subscriber, const char *subid)
+{
+    while (owners && *owners) {
+        const char *nl = strchr(owners, '\n');
+        size_t len = nl ? (size_t)(nl - owners) : strlen(owners);
+        char *owner = xstrndup(owners, len);
+        pubsub_send_approval_request(s, owner, node, subscriber, subid);
+        free(owner);
+        owners += len + (nl ? 1 : 0);
+    }
+}
+
+static void pubsub_authorize_done(struct pubsub_call *call, const PGresult *res)
+{
+    const char *status = db_value(res, 0, 0);
+    if (strcmp(status, "ok") != 0) {
+        log_info("node %s: subscription answer from %s refused: %s", call->node,
+                 call->req->from_bare, status);
+        return;
+    }
+    const char *jid = db_value(res, 0, 1);
+    const char *state = db_value(res, 0, 2);
+    log_info("node %s: %s's subscription %s by %s", call->node, jid,
+             strcmp(state, "subscribed") == 0 ? "approved" : "denied", call->req->from_bare);
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message from='");
+    buf_put_escaped(&b, call->s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "'><event xmlns='" NS_PUBSUB_EVENT "'><subscription node='");
+    buf_put_escaped(&b, call->node);
+    buf_puts(&b, "' jid='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "' subscription='");
+    buf_puts(&b, state);
+    buf_puts(&b, "'/></event></message>");
+    if (link_send(&call->s->link, b.data, b.len) != PS_OK)
+        log_warn("node %s: approval notification to %s not sent", call->node, jid);
+    buf_free(&b);
+}
+
+/* An owner's <message> with a submitted subscribe_authorization form.
+ * Messages are never answered with errors (no loops): problems are
+ * logged. */
+void pubsub_authorization_answer(struct server *s, const struct xnode *message,
+                                 const struct xnode *x)
+{
+    const char *from = xnode_attr(message, "from");
+    char *bare = from ? jid_bare(from) : NULL;
+    struct form f;
+    if (bare == NULL || form_parse(x, &f) != 0 || strcmp(f.type, "submit") != 0 ||
+        f.form_type == NULL || strcmp(f.form_type, NS_SUBSCRIBE_AUTHORIZATION) != 0) {
+        free(bare);
+        form_free(&f);
+        log_info("message with a data form that is not a subscription answer: ignored");
+        return;
+    }
+    const struct form_field *node = form_field(&f, "pubsub#node");
+    const struct form_field *allow = form_field(&f, "pubsub#allow");
+    const struct form_field *subid = form_field(&f, "pubsub#subid");
+    const struct form_field *jid = form_field(&f, "pubsub#subscriber_jid");
+    bool yes = false;
+    if (node == NULL || node->nvalues != 1 || allow == NULL || allow->nvalues != 1 ||
+        form_parse_boolean(allow->values[0], &yes) != 0 ||
+        !node_id_is_valid(node->values[0], (size_t)s->cfg->max_node_id_bytes) ||
+        (subid == NULL && jid == NULL)) {
+        log_info("subscription answer from %s: incomplete form ignored", bare);
+        free(bare);
+        form_free(&f);
+        return;
+    }
+    char *norm = jid && jid->nvalues == 1 ? jid_normalize(jid->values[0]) : NULL;
+    /* A fake request so the call machinery can carry the answer. */
+    struct iq_request *req = xcalloc(1, sizeof *req);
+    req->id = xstrdup("authorization");
+    req->from = xstrdup(from);
+    req->from_bare = bare;
+    req->to = xstrdup(s->cfg->component_jid);
+    req->no_reply = true;
+    struct pubsub_call *call = pubsub_call_new(s, req, node->values[0], pubsub_authorize_done);
+    const char *params[] = {call->node, bare, subid && subid->nvalues == 1 ? subid->values[0] : NULL,
+                            norm, yes ? "t" : "f"};
+    pubsub_call_submit(call, DB_AUTHORIZE, 5, params);
+    free(norm);
+    form_free(&f);
+}
