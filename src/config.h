@@ -40,6 +40,9 @@ struct config {
     int max_item_id_bytes;
     int max_items_per_request;
     int auto_create_nodes;
+    int max_nodes_per_owner;
+    int max_subscriptions_per_jid;
+    int max_inflight_per_sender;
     /* dispatcher */
     int dispatch_batch;
     int dispatch_events;

@@ -461,6 +461,10 @@ static void db_migrate_apply(struct db_conn *c)
         buf_printf(&sql, ";\nINSERT INTO pubsub.schema_migrations (version, name) "
                          "VALUES (%d, '%s');\n", m->version, m->name);
     }
+    /* Per-entity limits the SQL functions read (schema/012_limits.sql). */
+    buf_printf(&sql, "SET pubsub.max_nodes_per_owner = %d;", c->cfg->max_nodes_per_owner);
+    buf_printf(&sql, "SET pubsub.max_subscriptions_per_jid = %d;",
+               c->cfg->max_subscriptions_per_jid);
     buf_puts(&sql, "COMMIT;");
     c->migrate_step = 2;
     db_send_simple(c, sql.data);

@@ -27,6 +27,8 @@ static const struct status_error status_errors[] = {
     {"not-subscribed", {"cancel", "unexpected-request", "not-subscribed", NULL}},
     {"precondition-not-met", {"cancel", "conflict", "precondition-not-met", NULL}},
     {"collection", {"cancel", "feature-not-implemented", "unsupported", "publish"}},
+    {"max-nodes-exceeded", {"cancel", "not-allowed", "max-nodes-exceeded", NULL}},
+    {"too-many-subscriptions", {"wait", "policy-violation", "too-many-subscriptions", NULL}},
     {"parent-not-found", {"cancel", "item-not-found", NULL, NULL}},
     {"parent-not-collection", {"cancel", "not-allowed", "invalid-options", NULL}},
     {"cycle", {"cancel", "not-allowed", "invalid-options", NULL}},
@@ -78,11 +80,24 @@ static void pubsub_call_free(struct pubsub_call *call)
     free(call);
 }
 
+/* The in-flight counter of a sender (senders share a bucket by hash: a
+ * collision only makes the limit stricter). */
+static uint16_t *pubsub_sender_slot(struct server *s, const char *sender)
+{
+    unsigned h = 5381;
+    for (const char *p = sender; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    return &s->inflight_by_sender[h % ARRAY_LEN(s->inflight_by_sender)];
+}
+
 static void pubsub_call_result(void *arg, const PGresult *res, const char *error)
 {
     struct pubsub_call *call = arg;
     struct server *s = call->s;
     s->requests_in_flight--;
+    uint16_t *slot = pubsub_sender_slot(s, call->req->from_bare);
+    if (*slot > 0)
+        (*slot)--;
     if (res == NULL) {
         (void)stanza_reply_error(&s->link, call->req, &ERR_WAIT, "storage unavailable, retry later");
     } else if (!db_ok(res)) {
@@ -100,6 +115,14 @@ void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams
                         const char *const *params)
 {
     struct server *s = call->s;
+    uint16_t *slot = pubsub_sender_slot(s, call->req->from_bare);
+    if (*slot >= s->cfg->max_inflight_per_sender) {
+        log_info("iq %s from %s: over max_inflight_per_sender (%d)", call->req->id,
+                 call->req->from, s->cfg->max_inflight_per_sender);
+        (void)stanza_reply_error(&s->link, call->req, &ERR_WAIT, "too many requests in flight");
+        pubsub_call_free(call);
+        return;
+    }
     int rc = s->stopping ? PS_ERROR
                          : db_pool_submit(&s->pool, call->node ? call->node : call->req->from_bare,
                                           stmt, nparams, params, pubsub_call_result, call);
@@ -112,6 +135,7 @@ void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams
         return;
     }
     s->requests_in_flight++;
+    (*slot)++;
 }
 
 /* A child of <pubsub/> that is not an XEP-0060 request pubsubd knows. */

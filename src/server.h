@@ -7,6 +7,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "component.h"
 #include "config.h"
@@ -22,6 +23,7 @@ struct server {
     struct db_pool pool;
     struct dispatcher *dispatcher;
     int requests_in_flight; /* IQs waiting for the database */
+    uint16_t inflight_by_sender[4096]; /* the same, per sender (by hash) */
     bool stopping;          /* SIGTERM/SIGINT: finishing in-flight work */
     bool done;
     int exit_code;
