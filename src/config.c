@@ -58,7 +58,7 @@ static const struct config_key config_keys[] = {
     KEY_INT(auto_create_nodes, 1, 0, 1),
     KEY_INT(max_nodes_per_owner, 10000, 1, 2000000000),
     KEY_INT(max_subscriptions_per_jid, 10000, 1, 2000000000),
-    KEY_INT(max_inflight_per_sender, 256, 1, 65535),
+    KEY_INT(max_inflight_per_sender, 2048, 1, 65535),
     KEY_INT(dispatch_batch, 512, 1, 1000000),
     KEY_INT(dispatch_events, 128, 1, 100000),
     KEY_INT(dispatch_max_nodes, 256, 1, 1000000),

@@ -181,10 +181,11 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
                         (rsm.before && rsm.before[0] && !mam_is_seq(rsm.before))))
         bad = "unknown archive id";
     if (bad) {
+        /* bad may point into f: answer before freeing it. */
         bool unknown_id = strcmp(bad, "unknown archive id") == 0;
+        pubsub_reply_error(s, req, unknown_id ? &ERR_ITEM_NOT_FOUND : &ERR_MAM_BAD, bad);
         form_free(&f);
         rsm_free(&rsm);
-        pubsub_reply_error(s, req, unknown_id ? &ERR_ITEM_NOT_FOUND : &ERR_MAM_BAD, bad);
         return;
     }
     if (rsm.after)

@@ -72,12 +72,14 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
         }
     }
     buf_puts(json, "}");
-    form_free(&f);
     if (bad) {
+        /* bad may point into f: answer before freeing it. */
         pubsub_reply_error(s, *reqp, &ERR_INVALID_OPTIONS, bad);
         *reqp = NULL;
+        form_free(&f);
         return -1;
     }
+    form_free(&f);
     return 1;
 }
 
