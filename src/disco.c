@@ -25,6 +25,7 @@ static const char *const service_features[] = {
     NS_VERSION,
     NS_PUBSUB,
     NS_RSM,
+    NS_PUBSUB "#rsm",
     NS_PUBSUB "#collections",
     NS_PUBSUB "#config-node",
     NS_PUBSUB "#create-and-configure",

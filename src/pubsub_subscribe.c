@@ -21,13 +21,32 @@ static const struct xmpp_error ERR_JID_REQUIRED = {"modify", "bad-request", "jid
 static const struct xmpp_error ERR_INVALID_OPTIONS = {"modify", "bad-request", "invalid-options",
                                                       NULL};
 
+/* The options a subscribe-and-configure request leaves the subscription
+ * with (the defaults, then the submitted fields): echoed in the result
+ * (§6.3.7). */
+struct sub_opts {
+    bool deliver, include_body;
+    char *expire, *depth;
+};
+
+static void sub_opts_free(void *p)
+{
+    struct sub_opts *o = p;
+    free(o->expire);
+    free(o->depth);
+    free(o);
+}
+
 /*
  * Parses the subscription options form in `options` (§6.3) into a JSON
- * object {deliver, include_body, expire}.  Returns 1 (json filled), 0 (no
- * form) or -1 (answered with bad-request/invalid-options, *reqp freed).
+ * object {deliver, include_body, expire}, and into *out unless out is NULL
+ * (set when 1 is returned; free with sub_opts_free).  Returns 1 (json
+ * filled), 0 (no form) or -1 (answered with bad-request/invalid-options,
+ * *reqp freed).
  */
 static int sub_options_parse(struct server *s, struct iq_request **reqp,
-                             const struct xnode *options, struct buf *json)
+                             const struct xnode *options, struct buf *json,
+                             struct sub_opts **out)
 {
     const struct xnode *x = options ? xnode_child(options, "x", NS_DATA) : NULL;
     if (x == NULL)
@@ -37,6 +56,7 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
     if (form_parse(x, &f) != 0 || strcmp(f.type, "submit") != 0 ||
         (f.form_type && strcmp(f.form_type, NS_SUBSCRIBE_OPTIONS) != 0))
         bad = "the options must be a submitted pubsub#subscribe_options form";
+    struct sub_opts o = {true, false, NULL, NULL};
     buf_puts(json, "{");
     for (int i = 0; bad == NULL && i < f.nfields; i++) {
         const struct form_field *fd = &f.fields[i];
@@ -51,11 +71,14 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
             v && form_parse_boolean(v, &b) == 0) {
             buf_put_json_string(json, fd->var + 7);
             buf_puts(json, b ? ":true" : ":false");
+            *(strcmp(fd->var, "pubsub#deliver") == 0 ? &o.deliver : &o.include_body) = b;
         } else if (strcmp(fd->var, "pubsub#expire") == 0 && fd->nvalues <= 1 &&
                    (v == NULL || strcmp(v, "presence") != 0)) {
             /* An XEP-0082 DateTime (checked by the database) or empty. */
             buf_puts(json, "\"expire\":");
             buf_put_json_string(json, v ? v : "");
+            free(o.expire);
+            o.expire = xstrdup(v ? v : "");
         } else if (strcmp(fd->var, "pubsub#subscription_type") == 0 && v &&
                    strcmp(v, "items") == 0) {
             /* XEP-0248: only item notifications are implemented. */
@@ -64,6 +87,8 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
                    (strcmp(v, "all") == 0 || (strspn(v, "0123456789") == strlen(v) && *v &&
                                               strlen(v) < 7))) {
             buf_printf(json, "\"subscription_depth\":%s", strcmp(v, "all") == 0 ? "1000" : v);
+            free(o.depth);
+            o.depth = xstrdup(v);
         } else if (strcmp(fd->var, "pubsub#digest") == 0 && v &&
                    form_parse_boolean(v, &b) == 0 && !b) {
             buf_puts(json, "\"digest\":false");
@@ -77,9 +102,22 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
         pubsub_reply_error(s, *reqp, &ERR_INVALID_OPTIONS, bad);
         *reqp = NULL;
         form_free(&f);
+        free(o.expire);
+        free(o.depth);
         return -1;
     }
     form_free(&f);
+    if (out) {
+        if (o.expire == NULL)
+            o.expire = xstrdup("");
+        if (o.depth == NULL)
+            o.depth = xstrdup("1");
+        *out = xmalloc(sizeof **out);
+        **out = o;
+    } else {
+        free(o.expire);
+        free(o.depth);
+    }
     return 1;
 }
 
@@ -150,6 +188,9 @@ static char *subscription_target(struct server *s, struct iq_request **reqp,
     return norm;
 }
 
+static void sub_options_form(struct buf *b, const char *type, bool deliver, bool include_body,
+                             const char *expire, const char *depth);
+
 static void pubsub_subscribe_done(struct pubsub_call *call, const PGresult *res)
 {
     if (strcmp(db_value(res, 0, 0), "invalid-options") == 0) {
@@ -168,7 +209,14 @@ static void pubsub_subscribe_done(struct pubsub_call *call, const PGresult *res)
     buf_put_escaped(&b, db_value(res, 0, 1));
     buf_puts(&b, "' subscription='");
     buf_put_escaped(&b, db_value(res, 0, 2));
-    buf_puts(&b, "'/></pubsub>");
+    buf_puts(&b, "'/>");
+    const struct sub_opts *o = call->extra;
+    if (o) { /* subscribe-and-configure: the resulting options (§6.3.7) */
+        buf_puts(&b, "<options>");
+        sub_options_form(&b, "result", o->deliver, o->include_body, o->expire, o->depth);
+        buf_puts(&b, "</options>");
+    }
+    buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
     if (!db_is_null(res, 0, 8)) /* a new request on an authorize node */
@@ -186,13 +234,18 @@ void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xno
         return;
     /* Subscribe-and-configure (§6.3.7). */
     struct buf opts = BUF_INIT;
-    if (sub_options_parse(s, &req, xnode_child(pubsub, "options", NS_PUBSUB), &opts) < 0) {
+    struct sub_opts *o = NULL;
+    if (sub_options_parse(s, &req, xnode_child(pubsub, "options", NS_PUBSUB), &opts, &o) < 0) {
         free(jid);
         buf_free(&opts);
         return;
     }
     struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_subscribe_done);
     call->jid = jid;
+    if (o) {
+        call->extra = o;
+        call->free_extra = sub_opts_free;
+    }
     const char *params[] = {call->node, call->jid, req->from_bare, opts.len ? opts.data : NULL};
     pubsub_call_submit(call, DB_SUBSCRIBE, 4, params);
     buf_free(&opts);
@@ -200,11 +253,12 @@ void pubsub_subscribe(struct server *s, struct iq_request *req, const struct xno
 
 /* ---- subscription options (§6.3) ------------------------------------------- */
 
-/* The pubsub#subscribe_options form with these values. */
-static void sub_options_form(struct buf *b, bool deliver, bool include_body, const char *expire,
-                             const char *depth)
+/* The pubsub#subscribe_options form (type "form" or "result") with these
+ * values. */
+static void sub_options_form(struct buf *b, const char *type, bool deliver, bool include_body,
+                             const char *expire, const char *depth)
 {
-    form_open(b, "form", NS_SUBSCRIBE_OPTIONS);
+    form_open(b, type, NS_SUBSCRIBE_OPTIONS);
     form_add_field(b, "pubsub#deliver", "boolean", "Enable delivery?", deliver ? "true" : "false");
     form_add_field(b, "pubsub#digest", "boolean", "Receive digest notifications?", "false");
     form_add_field(b, "pubsub#include_body", "boolean",
@@ -225,7 +279,7 @@ void pubsub_default_sub_options(struct server *s, struct iq_request *req)
 {
     struct buf b = BUF_INIT;
     buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><default>");
-    sub_options_form(&b, true, false, "", "1");
+    sub_options_form(&b, "form", true, false, "", "1");
     buf_puts(&b, "</default></pubsub>");
     (void)stanza_reply_result(&s->link, req, b.data);
     buf_free(&b);
@@ -242,7 +296,7 @@ static void options_get_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "' jid='");
     buf_put_escaped(&b, call->jid);
     buf_puts(&b, "'>");
-    sub_options_form(&b, db_value(res, 0, 1)[0] == 't', db_value(res, 0, 2)[0] == 't',
+    sub_options_form(&b, "form", db_value(res, 0, 1)[0] == 't', db_value(res, 0, 2)[0] == 't',
                      db_value(res, 0, 3), db_value(res, 0, 4));
     buf_puts(&b, "</options></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
@@ -287,7 +341,7 @@ void pubsub_options(struct server *s, struct iq_request *req, const struct xnode
         return;
     }
     struct buf opts = BUF_INIT;
-    int rc = sub_options_parse(s, &req, options, &opts);
+    int rc = sub_options_parse(s, &req, options, &opts, NULL);
     if (rc <= 0) {
         if (rc == 0)
             pubsub_reply_error(s, req, &ERR_INVALID_OPTIONS, "an options form is required");
