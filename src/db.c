@@ -105,9 +105,10 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_GET_ITEMS_PAGE] = {"get_items_page", 6,
         "SELECT status, item_id, publisher, payload, seq, total"
         " FROM pubsub.get_items_page($1, $2, $3, $4, $5, $6)"},
-    [DB_MAM_QUERY] = {"mam_query", 8,
+    [DB_MAM_QUERY] = {"mam_query", 10,
         "SELECT status, item_id, payload, seq, stamp, total"
-        " FROM pubsub.mam_query($1, $2, $3::timestamptz, $4::timestamptz, $5, $6, $7, $8)"},
+        " FROM pubsub.mam_query($1, $2, $3::timestamptz, $4::timestamptz, $5, $6, $7, $8, $9,"
+        " $10)"},
     [DB_LISTEN] = {"listen", 0, "LISTEN pubsub_wakeup"},
     /* Nodes with undelivered events whose lock we could take.  The lock is
      * taken only on the materialised candidates, never on a row a later

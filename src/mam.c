@@ -88,6 +88,11 @@ static void mam_done(struct pubsub_call *call, const PGresult *res)
     struct mam_query *q = call->extra;
     int rows = PQntuples(res);
     const char *status = rows ? db_value(res, 0, 0) : "error";
+    /* XEP-0313 §13.1: an archive the requester may not read is forbidden,
+     * whatever the access model (XEP-0060's closed-node etc. are for item
+     * retrieval). */
+    if (strcmp(status, "closed-node") == 0 || strcmp(status, "reader-not-subscribed") == 0)
+        status = "forbidden";
     if (strcmp(status, "no-such-id") == 0) {
         (void)stanza_reply_error(&call->s->link, call->req, &ERR_ITEM_NOT_FOUND,
                                  "no such archive id");
@@ -147,17 +152,20 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
         return;
     }
     const char *start = NULL, *end = NULL, *after = NULL, *before = NULL;
-    const char *bad = NULL;
+    const char *bad = NULL, *unknown = NULL;
     struct form f = {0};
     const struct xnode *x = xnode_child(query, "x", NS_DATA);
     if (x && form_parse(x, &f) != 0)
         bad = "malformed data form";
-    for (int i = 0; bad == NULL && i < f.nfields; i++) {
+    for (int i = 0; bad == NULL && unknown == NULL && i < f.nfields; i++) {
         const struct form_field *fd = &f.fields[i];
         const char *v = fd->nvalues == 1 ? fd->values[0] : NULL;
         if (strcmp(fd->var, "FORM_TYPE") == 0)
             continue;
-        if (v == NULL)
+        if (strcmp(fd->var, "start") != 0 && strcmp(fd->var, "end") != 0 &&
+            strcmp(fd->var, "after-id") != 0 && strcmp(fd->var, "before-id") != 0)
+            unknown = fd->var; /* XEP-0313 §4.1.1.6: feature-not-implemented */
+        else if (v == NULL)
             bad = fd->var;
         else if (strcmp(fd->var, "start") == 0 && mam_is_datetime(v))
             start = v;
@@ -171,6 +179,12 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
             bad = "unknown archive id";
         else
             bad = fd->var;
+    }
+    if (unknown) {
+        /* unknown points into f: answer before freeing it. */
+        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, unknown);
+        form_free(&f);
+        return;
     }
     struct rsm_request rsm;
     if (bad == NULL && (rsm_parse(query, &rsm) != 0 || rsm.has_index))
@@ -188,16 +202,17 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
         rsm_free(&rsm);
         return;
     }
-    if (rsm.after)
-        after = rsm.after;
-    if (rsm.before && rsm.before[0])
-        before = rsm.before;
+    /* after-id/before-id filter the result set; RSM <after/>/<before/>
+     * page through it, and only RSM <before/> pages backwards (XEP-0313
+     * §12). */
+    const char *rsm_after = rsm.after;
+    const char *rsm_before = rsm.before && rsm.before[0] ? rsm.before : NULL;
     bool last = rsm.has_before && rsm.before[0] == '\0';
     struct mam_query *q = xcalloc(1, sizeof *q);
     q->max = s->cfg->max_items_per_request;
     if (rsm.max >= 0 && rsm.max < q->max)
         q->max = rsm.max;
-    q->reverse = last || before != NULL;
+    q->reverse = last || rsm_before != NULL;
     const char *queryid = xnode_attr(query, "queryid");
     q->queryid = queryid ? xstrdup(queryid) : NULL;
     char maxs[24];
@@ -206,8 +221,8 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
     call->extra = q;
     call->free_extra = mam_query_free;
     const char *params[] = {call->node, req->from_bare, start, end, after, before,
-                            last ? "t" : "f", maxs};
-    pubsub_call_submit(call, DB_MAM_QUERY, 8, params);
+                            rsm_after, rsm_before, last ? "t" : "f", maxs};
+    pubsub_call_submit(call, DB_MAM_QUERY, 10, params);
     form_free(&f);
     rsm_free(&rsm);
 }
