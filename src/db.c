@@ -75,7 +75,7 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_NODE_AFFILIATIONS] = {"node_affiliations", 3,
         "SELECT status, jid, affiliation FROM pubsub.node_affiliations($1, $2, $3)"},
     [DB_MODIFY_AFFILIATIONS] = {"modify_affiliations", 4,
-        "SELECT pubsub.modify_affiliations($1, $2, $3, $4)"},
+        "SELECT status, jid, affiliation FROM pubsub.modify_affiliations($1, $2, $3, $4)"},
     [DB_DELETE_NODE] = {"delete_node", 2,
         "SELECT pubsub.delete_node($1, $2)"},
     [DB_PUBLISH] = {"publish", 7,

@@ -29,6 +29,13 @@ void notify_event_body(struct buf *b, const struct notify_event *e)
                     : e->kind == NOTIFY_PURGE ? "<purge node='"
                                               : "<configuration node='");
         buf_put_escaped(b, e->node);
+        if (e->kind == NOTIFY_CONFIG && e->deliver_payloads && e->payload) {
+            /* §8.2.5.3: full payloads carry the configuration form. */
+            buf_puts(b, "'>");
+            buf_puts(b, e->payload);
+            buf_puts(b, "</configuration></event>");
+            return;
+        }
         buf_puts(b, "'/></event>");
         return;
     }

@@ -34,6 +34,7 @@ static const struct status_error status_errors[] = {
     {"cycle", {"cancel", "not-allowed", "invalid-options", NULL}},
     {"kind-change", {"modify", "not-acceptable", NULL, NULL}},
     {"invalid-subid", {"modify", "not-acceptable", "invalid-subid", NULL}},
+    {"not-persistent", {"cancel", "feature-not-implemented", "unsupported", "persistent-items"}},
 };
 
 bool pubsub_reply_status(struct server *s, const struct iq_request *req, const char *status)

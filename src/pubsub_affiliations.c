@@ -140,8 +140,22 @@ static void modify_done(struct pubsub_call *call, const PGresult *res)
 {
     const char *status = db_value(res, 0, 0);
     if (strcmp(status, "last-owner") == 0) {
-        (void)stanza_reply_error(&call->s->link, call->req, &ERR_NOT_ACCEPTABLE,
-                                 "the node must keep an owner");
+        /* §8.9.2.4: the failed entries with their existing affiliation. */
+        struct buf b = BUF_INIT;
+        buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB_OWNER "'><affiliations node='");
+        buf_put_escaped(&b, call->node);
+        buf_puts(&b, "'>");
+        for (int i = 1; i < PQntuples(res); i++) {
+            buf_puts(&b, "<affiliation jid='");
+            buf_put_escaped(&b, db_value(res, i, 1));
+            buf_puts(&b, "' affiliation='");
+            buf_put_escaped(&b, db_value(res, i, 2));
+            buf_puts(&b, "'/>");
+        }
+        buf_puts(&b, "</affiliations></pubsub>");
+        (void)stanza_reply_error_payload(&call->s->link, call->req, &ERR_NOT_ACCEPTABLE,
+                                         "the node must keep an owner", b.data);
+        buf_free(&b);
         return;
     }
     if (strcmp(status, "bad-state") == 0) {
@@ -153,6 +167,22 @@ static void modify_done(struct pubsub_call *call, const PGresult *res)
         return;
     log_info("node %s: %s changed by %s", call->node, call->jid, call->req->from_bare);
     (void)stanza_reply_result(&call->s->link, call->req, NULL);
+}
+
+/* Whether jid is one of the newline-separated JIDs collected so far. */
+static bool jid_listed(const struct buf *jids, const char *jid)
+{
+    size_t n = strlen(jid);
+    for (const char *p = jids->data; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len == n && memcmp(p, jid, n) == 0)
+            return true;
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+    return false;
 }
 
 /*
@@ -178,6 +208,8 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
         else if (subscriptions ? strcmp(value, "subscribed") != 0 && strcmp(value, "none") != 0
                                : !in_list(affiliations, value))
             why = "unsupported value";
+        else if (!subscriptions && jid_listed(jids, norm))
+            why = "several entries for one JID"; /* §8.9.2.4 */
         else if (++count > s->cfg->max_items_per_request)
             why = "too many entries";
         if (why) {

@@ -13,6 +13,8 @@
 
 static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
                                                       NULL};
+static const struct xmpp_error ERR_PRECONDITION = {"cancel", "conflict", "precondition-not-met",
+                                                   NULL};
 static const struct xmpp_error ERR_NOT_ACCEPTABLE = {"modify", "not-acceptable", NULL, NULL};
 static const struct xmpp_error ERR_UNSUPPORTED_ACCESS = {"modify", "not-acceptable",
                                                          "unsupported-access-model", NULL};
@@ -51,9 +53,12 @@ int pubsub_parse_config_form(struct server *s, struct iq_request **reqp, const s
                                                    : "invalid value in",
                      bad);
             text = why;
-            err = (rc == NODE_CONFIG_UNSUPPORTED && strcmp(bad, "pubsub#access_model") == 0)
-                      ? &ERR_UNSUPPORTED_ACCESS
-                      : &ERR_NOT_ACCEPTABLE;
+            if (rc == NODE_CONFIG_UNSUPPORTED && strcmp(form_type, NS_PUBLISH_OPTIONS) == 0)
+                err = &ERR_PRECONDITION; /* §7.1.5: no node can have it */
+            else
+                err = (rc == NODE_CONFIG_UNSUPPORTED && strcmp(bad, "pubsub#access_model") == 0)
+                          ? &ERR_UNSUPPORTED_ACCESS
+                          : &ERR_NOT_ACCEPTABLE;
         }
     }
     if (err) {

@@ -57,6 +57,12 @@ void pubsub_create(struct server *s, struct iq_request *req, const struct xnode 
      * defaults. */
     struct buf changes = BUF_INIT;
     const struct xnode *configure = xnode_child(pubsub, "configure", NS_PUBSUB);
+    if (configure && xnode_attr(configure, "node") != NULL) {
+        /* §8.1.3: the NodeID is the <create/> element's. */
+        free(generated);
+        pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "<configure/> must not have a node attribute");
+        return;
+    }
     if (configure &&
         pubsub_parse_config_form(s, &req, configure, NS_NODE_CONFIG, &changes) < 0) {
         buf_free(&changes);

@@ -83,6 +83,13 @@ int stanza_reply_result(struct link *l, const struct iq_request *req, const char
 int stanza_reply_error(struct link *l, const struct iq_request *req,
                        const struct xmpp_error *err, const char *text)
 {
+    return stanza_reply_error_payload(l, req, err, text, NULL);
+}
+
+int stanza_reply_error_payload(struct link *l, const struct iq_request *req,
+                               const struct xmpp_error *err, const char *text,
+                               const char *payload)
+{
     log_info("iq %s from %s: error %s%s%s%s%s", req->id, req->from, err->condition,
              err->pubsub_condition ? "/" : "",
              err->pubsub_condition ? err->pubsub_condition : "", text ? ": " : "",
@@ -91,7 +98,10 @@ int stanza_reply_error(struct link *l, const struct iq_request *req,
         return PS_OK;
     struct buf b = BUF_INIT;
     stanza_open_iq(&b, req, "error");
-    buf_puts(&b, "><error type='");
+    buf_puts(&b, ">");
+    if (payload)
+        buf_puts(&b, payload);
+    buf_puts(&b, "<error type='");
     buf_puts(&b, err->type);
     buf_puts(&b, "'><");
     buf_puts(&b, err->condition);

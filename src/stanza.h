@@ -57,6 +57,11 @@ int stanza_reply_result(struct link *l, const struct iq_request *req,
 /* Sends an <iq type='error'>, logging it with the request's context. */
 int stanza_reply_error(struct link *l, const struct iq_request *req,
                        const struct xmpp_error *err, const char *text);
+/* The same with payload (the request's child, echoed as XEP-0060 §8.9.2.4
+ * requires) before <error/>.  Borrows payload. */
+int stanza_reply_error_payload(struct link *l, const struct iq_request *req,
+                               const struct xmpp_error *err, const char *text,
+                               const char *payload);
 
 /* Common errors. */
 extern const struct xmpp_error ERR_BAD_REQUEST;
