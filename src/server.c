@@ -46,6 +46,19 @@ static void server_link_drain(void *arg)
     dispatcher_link_drain(s->dispatcher);
 }
 
+/* The first time storage is ready, the service goes on line: until then
+ * the XMPP server answers for it (service unavailable) instead of pubsubd
+ * answering every request with a wait error.  Later outages keep the
+ * link: requests then get wait errors at once. */
+static void server_db_ready(void *arg)
+{
+    struct server *s = arg;
+    if (!s->link_started && !s->stopping) {
+        s->link_started = true;
+        link_start(&s->link);
+    }
+}
+
 static void server_db_fatal(void *arg, const char *why)
 {
     struct server *s = arg;
@@ -62,7 +75,7 @@ void server_init(struct server *s, const struct config *cfg)
     struct link_handlers lh = {server_link_ready, server_link_down, server_link_stanza,
                                server_link_drain, s};
     link_init(&s->link, s->loop, cfg, &lh);
-    struct db_handlers dh = {NULL, NULL, NULL, server_db_fatal, s};
+    struct db_handlers dh = {server_db_ready, NULL, NULL, server_db_fatal, s};
     db_pool_init(&s->pool, s->loop, cfg, &dh);
     s->dispatcher = dispatcher_new(s);
 }
@@ -141,7 +154,7 @@ int server_run(struct server *s)
              s->cfg->component_jid, s->cfg->xmpp_host, s->cfg->xmpp_port);
     db_pool_start(&s->pool);
     dispatcher_start(s->dispatcher);
-    link_start(&s->link);
+    /* The link starts when the database is first ready (server_db_ready). */
     while (!s->done) {
         if (loop_run_once(s->loop, -1) != 0) {
             s->exit_code = 1;

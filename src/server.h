@@ -26,6 +26,7 @@ struct server {
     uint16_t inflight_by_sender[4096]; /* the same, per sender (by hash) */
     bool stopping;          /* SIGTERM/SIGINT: finishing in-flight work */
     bool done;
+    bool link_started;      /* the link connects once storage is first ready */
     int exit_code;
     uint64_t stop_deadline_ms;
     struct loop_timer stop_timer;
