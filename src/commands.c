@@ -34,7 +34,11 @@ void commands_list(struct server *s, struct iq_request *req)
     for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
         buf_puts(&b, "<item jid='");
         buf_put_escaped(&b, s->cfg->component_jid);
-        buf_printf(&b, "' node='%s' name='%s'/>", commands[i].node, commands[i].name);
+        buf_puts(&b, "' node='");
+        buf_put_escaped(&b, commands[i].node);
+        buf_puts(&b, "' name='");
+        buf_put_escaped(&b, commands[i].name);
+        buf_puts(&b, "'/>");
     }
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&s->link, req, b.data);

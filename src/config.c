@@ -65,7 +65,7 @@ static const struct config_key config_keys[] = {
     KEY_INT(dispatch_poll_ms, 2000, 10, 3600000),
     KEY_INT(redelivery_max_attempts, 5, 1, 1000),
     KEY_INT(redelivery_base_ms, 1000, 10, 86400000),
-    KEY_INT(redelivery_window_ms, 30000, 100, 86400000),
+    KEY_INT(redelivery_window_ms, 300000, 100, 86400000),
     KEY_INT(redelivery_batch, 100, 1, 100000),
     KEY_INT(event_retention_s, 600, 1, 31536000),
     KEY_STR(log_level, "info"),
