@@ -24,6 +24,7 @@ static const struct status_error status_errors[] = {
     {"closed-node", {"cancel", "not-allowed", "closed-node", NULL}},
     {"reader-not-subscribed", {"auth", "not-authorized", "not-subscribed", NULL}},
     {"not-pending", {"cancel", "item-not-found", NULL, NULL}},
+    {"pending-subscription", {"auth", "not-authorized", "pending-subscription", NULL}},
     {"not-subscribed", {"cancel", "unexpected-request", "not-subscribed", NULL}},
     {"precondition-not-met", {"cancel", "conflict", "precondition-not-met", NULL}},
     {"collection", {"cancel", "feature-not-implemented", "unsupported", "publish"}},

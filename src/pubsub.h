@@ -83,6 +83,10 @@ void pubsub_send_approval_request(struct server *s, const char *owner, const cha
 /* owners: newline-separated bare JIDs. */
 void pubsub_send_approval_requests(struct server *s, const char *owners, const char *node,
                                    const char *subscriber, const char *subid);
+/* Sends the §13.14 notification <subscription node jid subscription=state/>
+ * to jid.  Borrows its arguments. */
+void pubsub_send_subscription_state(struct server *s, const char *node, const char *jid,
+                                    const char *state);
 void pubsub_authorization_answer(struct server *s, const struct xnode *message,
                                  const struct xnode *x);
 /* Default subscription options (§6.4). */

@@ -167,6 +167,9 @@ static void modify_done(struct pubsub_call *call, const PGresult *res)
         return;
     log_info("node %s: %s changed by %s", call->node, call->jid, call->req->from_bare);
     (void)stanza_reply_result(&call->s->link, call->req, NULL);
+    for (int i = 1; i < PQntuples(res); i++) /* subscription states changed */
+        pubsub_send_subscription_state(call->s, call->node, db_value(res, i, 1),
+                                       db_value(res, i, 2));
 }
 
 /* Whether jid is one of the newline-separated JIDs collected so far. */

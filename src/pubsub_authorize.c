@@ -60,6 +60,26 @@ void pubsub_send_approval_requests(struct server *s, const char *owners, const c
     }
 }
 
+void pubsub_send_subscription_state(struct server *s, const char *node, const char *jid,
+                                    const char *state)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message from='");
+    buf_put_escaped(&b, s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "'><event xmlns='" NS_PUBSUB_EVENT "'><subscription node='");
+    buf_put_escaped(&b, node);
+    buf_puts(&b, "' jid='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "' subscription='");
+    buf_put_escaped(&b, state);
+    buf_puts(&b, "'/></event></message>");
+    if (link_send(&s->link, b.data, b.len) != PS_OK)
+        log_warn("node %s: subscription state notification to %s not sent", node, jid);
+    buf_free(&b);
+}
+
 static void pubsub_authorize_done(struct pubsub_call *call, const PGresult *res)
 {
     const char *status = db_value(res, 0, 0);
