@@ -29,7 +29,7 @@
 #include "stanza.h"
 
 #define BARRIER_TIMEOUT_MS 30000
-#define MAX_BATCHES_PER_NODE 2
+#define MAX_BATCHES_PER_NODE 8
 #define DISPATCH_BATCH_BYTES 1048576
 
 enum dnode_state {
@@ -85,7 +85,8 @@ struct dispatcher {
     struct dnode *nodes;
     int nnodes;
     struct batch *batches, *batches_tail;
-    unsigned long long next_barrier;
+    unsigned long long open_barrier;     /* the ping new batches wait for */
+    unsigned long long inflight_barrier; /* the ping sent and unanswered, 0: none */
     bool stopping;
     bool claim_in_flight;
     bool expiring;           /* an expiry batch is in flight */
@@ -329,21 +330,39 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
     return link_send(&d->s->link, msg->data, msg->len);
 }
 
-static void dispatcher_send_barrier(struct dispatcher *d, struct dnode *n, long long seq,
-                                    long long cursor)
+/* Sends the ping that closes the open barrier: the XMPP server answers
+ * it after routing everything written before it.  Returns false when the
+ * link took nothing (it is going down). */
+static bool dispatcher_ping(struct dispatcher *d)
 {
-    struct batch *b = xcalloc(1, sizeof *b);
-    b->barrier = ++d->next_barrier;
-    b->node = n;
-    b->seq = seq;
-    b->cursor = cursor;
-    b->sent_ms = loop_now_ms();
     char ping[256];
     int len = snprintf(ping, sizeof ping,
                        "<iq type='get' id='pb-%llu' from='%s' to='%s'><ping xmlns='" NS_PING
                        "'/></iq>",
-                       b->barrier, d->s->cfg->component_jid, config_barrier_jid(d->s->cfg));
-    if (len <= 0 || (size_t)len >= sizeof ping || link_send(&d->s->link, ping, (size_t)len) != PS_OK) {
+                       d->open_barrier, d->s->cfg->component_jid, config_barrier_jid(d->s->cfg));
+    if (len <= 0 || (size_t)len >= sizeof ping || link_send(&d->s->link, ping, (size_t)len) != PS_OK)
+        return false;
+    d->inflight_barrier = d->open_barrier++;
+    return true;
+}
+
+/*
+ * Records a batch written up to (seq, cursor) and puts it behind a
+ * barrier.  At most one ping is unanswered at a time: batches written
+ * meanwhile wait for the next one, sent when the answer comes.  One ping
+ * per round trip, however many batches, so the server spends its time on
+ * notifications, not on pings.
+ */
+static void dispatcher_send_barrier(struct dispatcher *d, struct dnode *n, long long seq,
+                                    long long cursor)
+{
+    struct batch *b = xcalloc(1, sizeof *b);
+    b->barrier = d->open_barrier;
+    b->node = n;
+    b->seq = seq;
+    b->cursor = cursor;
+    b->sent_ms = loop_now_ms();
+    if (d->inflight_barrier == 0 && !dispatcher_ping(d)) {
         free(b);
         return; /* the link is down: the batch will be sent again */
     }
@@ -550,30 +569,44 @@ static void dispatcher_commit_cb(void *arg, const PGresult *res, const char *err
     dispatcher_kick(d);
 }
 
+/* Commits the position a confirmed batch reached. */
+static void dispatcher_commit_batch(struct dispatcher *d, struct batch *b)
+{
+    b->committing = true;
+    char node[24], seq[24], cursor[24];
+    snprintf(node, sizeof node, "%lld", b->node->id);
+    snprintf(seq, sizeof seq, "%lld", b->seq);
+    snprintf(cursor, sizeof cursor, "%lld", b->cursor);
+    const char *params[] = {node, seq, cursor};
+    if (db_conn_submit(&d->db, DB_DISPATCH_COMMIT, 3, params, dispatcher_commit_cb, b) == PS_OK)
+        b->node->pending++;
+    else
+        dispatcher_remove_batch(d, b); /* database gone: the batch will repeat */
+}
+
 void dispatcher_on_iq_reply(struct dispatcher *d, const char *id, bool ok)
 {
     if (strncmp(id, "pb-", 3) != 0)
         return;
     unsigned long long barrier = strtoull(id + 3, NULL, 10);
-    for (struct batch *b = d->batches; b; b = b->next) {
-        if (b->barrier != barrier || b->committing)
-            continue;
-        if (!ok)
-            log_debug("dispatcher: barrier %llu answered with an error (still a barrier)", barrier);
-        b->committing = true;
-        char node[24], seq[24], cursor[24];
-        snprintf(node, sizeof node, "%lld", b->node->id);
-        snprintf(seq, sizeof seq, "%lld", b->seq);
-        snprintf(cursor, sizeof cursor, "%lld", b->cursor);
-        const char *params[] = {node, seq, cursor};
-        if (db_conn_submit(&d->db, DB_DISPATCH_COMMIT, 3, params, dispatcher_commit_cb, b) == PS_OK) {
-            b->node->pending++;
-        } else {
-            /* Database gone: the position stays; the batch will repeat. */
-            dispatcher_remove_batch(d, b);
-        }
-        return;
+    if (barrier == 0 || barrier != d->inflight_barrier)
+        return; /* a ping of an earlier connection */
+    if (!ok)
+        log_debug("dispatcher: barrier %llu answered with an error (still a barrier)", barrier);
+    d->inflight_barrier = 0;
+    bool waiting = false;
+    struct batch *b = d->batches;
+    while (b) {
+        struct batch *next = b->next;
+        if (!b->committing && b->barrier == barrier)
+            dispatcher_commit_batch(d, b);
+        else if (!b->committing && b->barrier == d->open_barrier)
+            waiting = true;
+        b = next;
     }
+    /* Batches written while this ping was out: their own ping now. */
+    if (waiting && !dispatcher_ping(d))
+        log_debug("dispatcher: could not send the next barrier: link down");
 }
 
 /* ---- scheduling ----------------------------------------------------------- */
@@ -659,6 +692,7 @@ static void dispatcher_on_notify(void *arg, const char *channel, const char *pay
  * is gone, so it will be sent again from the committed position. */
 void dispatcher_link_down(struct dispatcher *d)
 {
+    d->inflight_barrier = 0; /* its answer will never come */
     struct batch *b = d->batches;
     while (b) {
         struct batch *next = b->next;
@@ -777,6 +811,7 @@ struct dispatcher *dispatcher_new(struct server *s)
 {
     struct dispatcher *d = xcalloc(1, sizeof *d);
     d->s = s;
+    d->open_barrier = 1;
     struct db_handlers h = {dispatcher_db_ready, dispatcher_db_down, dispatcher_on_notify,
                             dispatcher_db_fatal, d};
     db_conn_init(&d->db, s->loop, s->cfg, "dispatch", &h);
