@@ -88,7 +88,8 @@ BEGIN
     IF n.deliver_notifications THEN
         INSERT INTO pubsub.event (node_id, seq, kind, item_id, publisher, payload)
         VALUES (n.node_id, seq, 'publish', p_item_id, p_publisher, p_payload);
-        PERFORM pg_notify('pubsub_wakeup', n.node_id::text);
+        -- node:seq, so a dispatcher that already read this event skips the wake-up.
+        PERFORM pg_notify('pubsub_wakeup', n.node_id || ':' || seq);
     END IF;
     status := 'ok';
 END

@@ -679,13 +679,22 @@ void dispatcher_wake_any(struct dispatcher *d)
     dispatcher_kick(d);
 }
 
+/* A NOTIFY from a committed change: "node_id" or "node_id:seq".  A node
+ * this dispatcher has already read up to seq needs no wake-up (its own
+ * process's publishes wake it directly, before the NOTIFY arrives). */
 static void dispatcher_on_notify(void *arg, const char *channel, const char *payload)
 {
     struct dispatcher *d = arg;
     (void)channel;
-    long long id = strtoll(payload ? payload : "0", NULL, 10);
-    if (id > 0)
-        dispatcher_wake(d, id);
+    char *end;
+    long long id = strtoll(payload ? payload : "0", &end, 10);
+    if (id <= 0)
+        return;
+    long long seq = *end == ':' ? strtoll(end + 1, NULL, 10) : 0;
+    struct dnode *n = dnode_find(d, id);
+    if (n && seq > 0 && seq <= n->sent_seq && n->state != DN_RELEASING)
+        return;
+    dispatcher_wake(d, id);
 }
 
 /* Drops every batch that has not been confirmed: the link that carried it
