@@ -1,0 +1,1223 @@
+/*
+ * check_pubsub.c - integration tests of the XEP-0060 operations pubsubd
+ * implements, through real clients: create (named, instant), publish (with
+ * and without an item id, overwrite), retrieve items (all, max_items, by
+ * id), retract, delete, subscribe and unsubscribe, the notifications each
+ * of them sends, and their error cases, each with its exact condition.
+ *
+ * Assertions are exact: replies and notifications are compared element by
+ * element after canonicalisation (attributes sorted, adjacent text merged,
+ * see xml_canon), notification ids are compared with the
+ * ps-<node_id>-<seq>-<sub_id> built from the database, and every rejected
+ * request is also checked to have stored nothing (pubsub.item, pubsub.event,
+ * node positions, subscriptions) and to have notified no one.
+ *
+ * Each test starts its own pubsubd on its own component JID (cN.<domain>)
+ * with a fresh database and stops it at the end, asserting a clean exit.
+ */
+#include "harness.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_TIMEOUT_S 90
+#define COMPONENT_UP_MS 10000
+#define IQ_TIMEOUT_MS 5000
+#define NOTIFY_TIMEOUT_MS 5000
+#define QUIET_MS 700         /* how long "no further message" is watched */
+#define MAX_PAYLOAD_BYTES 1024 /* PUBSUBD_MAX_PAYLOAD_BYTES of test 4 */
+#define NODE_GONE_MS 5000
+
+#define NS_TEST "urn:example:pubsubd:test"
+
+/* One test's pubsubd and database; the owner's client waits for it. */
+struct fixture {
+    char *jid;   /* component JID */
+    char *db;    /* conninfo of the fresh database */
+    struct h_proc *proc;
+    struct h_client *owner;
+};
+
+/*
+ * Waits until jid answers disco#items with a result: the link is up (see
+ * h_wait_component) and so is its database (requests that need the
+ * database get a wait error while it is not connected).
+ */
+static void wait_ready(struct h_proc *proc, struct h_client *c,
+                       const char *jid)
+{
+    long long t0 = h_now_ms();
+    if (!h_wait_component(c, jid, COMPONENT_UP_MS)) {
+        h_fail_dump(proc);
+        ck_abort_msg("%s did not answer disco#info within %d ms of start",
+                     jid, COMPONENT_UP_MS);
+    }
+    for (;;) {
+        char *id = h_uid("ready");
+        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
+                           H_NS_DISCO_ITEMS "'/></iq>", jid, id);
+        xmpp_stanza_t *r = h_iq(c, xml, IQ_TIMEOUT_MS);
+        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
+        bool ok = type != NULL && strcmp(type, "result") == 0;
+        if (r != NULL)
+            xmpp_stanza_release(r);
+        free(xml);
+        free(id);
+        if (ok)
+            return;
+        if (h_now_ms() - t0 > COMPONENT_UP_MS) {
+            h_fail_dump(proc);
+            ck_abort_msg("%s did not answer disco#items with a result within "
+                         "%d ms of start", jid, COMPONENT_UP_MS);
+        }
+        h_pump(50);
+    }
+}
+
+/* Logs user in and drops the messages that come with the login: offline
+ * messages left by earlier runs (this test has no node yet). */
+static struct h_client *connect_user(const char *user)
+{
+    struct h_client *c = h_client_connect(user);
+    int stale = 0;
+    xmpp_stanza_t *m;
+    while ((m = h_next_message(c, 100)) != NULL) {
+        xmpp_stanza_release(m);
+        stale++;
+    }
+    if (stale > 0)
+        fprintf(stderr, "%s had %d messages from earlier runs\n", user, stale);
+    return c;
+}
+
+static void fixture_up_env(struct fixture *f, int n,
+                           const char *const *extra_env)
+{
+    f->jid = h_strf("c%d.%s", n, h_env("PST_DOMAIN"));
+    f->db = h_db_create();
+    f->proc = h_pubsubd_start(f->jid, f->db, extra_env);
+    f->owner = connect_user("owner");
+    wait_ready(f->proc, f->owner, f->jid);
+}
+
+static void fixture_up(struct fixture *f, int n)
+{
+    fixture_up_env(f, n, NULL);
+}
+
+static void fixture_down(struct fixture *f)
+{
+    h_client_disconnect(f->owner);
+    h_pubsubd_stop(f->proc);
+    free(f->db);
+    free(f->jid);
+}
+
+/* ---- canonical XML ------------------------------------------------------- */
+
+static void canon_escape(FILE *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '&': fputs("&amp;", out); break;
+        case '<': fputs("&lt;", out); break;
+        case '>': fputs("&gt;", out); break;
+        case '"': fputs("&quot;", out); break;
+        case '\'': fputs("&apos;", out); break;
+        default: fputc(s[i], out);
+        }
+    }
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Writes element s: attributes (xmlns included) sorted by name, adjacent
+ * text children merged (the parser splits text at entity references). */
+static void canon_element(FILE *out, xmpp_stanza_t *s)
+{
+    fprintf(out, "<%s", xmpp_stanza_get_name(s));
+    int nattr = xmpp_stanza_get_attribute_count(s);
+    if (nattr > 0) {
+        const char **kv = calloc((size_t)nattr * 2, sizeof *kv);
+        char **pairs = calloc((size_t)nattr, sizeof *pairs);
+        int got = xmpp_stanza_get_attributes(s, kv, nattr * 2) / 2;
+        for (int i = 0; i < got; i++) {
+            char *buf = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&buf, &len);
+            fprintf(f, "%s=\"", kv[2 * i]);
+            canon_escape(f, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+            fputc('"', f);
+            fclose(f);
+            pairs[i] = buf;
+        }
+        qsort(pairs, (size_t)got, sizeof *pairs, cmp_strp);
+        for (int i = 0; i < got; i++) {
+            fprintf(out, " %s", pairs[i]);
+            free(pairs[i]);
+        }
+        free(pairs);
+        free(kv);
+    }
+    xmpp_stanza_t *k = xmpp_stanza_get_children(s);
+    if (k == NULL) {
+        fputs("/>", out);
+        return;
+    }
+    fputc('>', out);
+    for (; k != NULL; k = xmpp_stanza_get_next(k)) {
+        if (xmpp_stanza_is_text(k)) {
+            const char *t = xmpp_stanza_get_text_ptr(k);
+            canon_escape(out, t != NULL ? t : "", t != NULL ? strlen(t) : 0);
+        } else {
+            canon_element(out, k);
+        }
+    }
+    fprintf(out, "</%s>", xmpp_stanza_get_name(s));
+}
+
+/* The canonical text of element s; caller frees. */
+static char *xml_canon(xmpp_stanza_t *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    if (s == NULL)
+        fputs("(none)", out);
+    else
+        canon_element(out, s);
+    fclose(out);
+    return buf;
+}
+
+/* The canonical text of the XML element in xml; caller frees. */
+static char *xml_canon_text(const char *xml)
+{
+    xmpp_stanza_t *s = xmpp_stanza_new_from_string(h_xmpp_ctx(), xml);
+    ck_assert_msg(s != NULL, "test bug: not well-formed: %s", xml);
+    char *c = xml_canon(s);
+    xmpp_stanza_release(s);
+    return c;
+}
+
+/* Fails (with the daemon's log) unless element got equals expected_xml. */
+#define assert_xml_eq(f, got, expected_xml, what)                            \
+    assert_xml_eq_at(__LINE__, (f), (got), (expected_xml), (what))
+static void assert_xml_eq_at(int line, struct fixture *f, xmpp_stanza_t *got,
+                             const char *expected_xml, const char *what)
+{
+    char *g = xml_canon(got);
+    char *e = xml_canon_text(expected_xml);
+    if (strcmp(g, e) != 0) {
+        h_fail_dump(f->proc);
+        ck_abort_msg("line %d: %s:\n  expected %s\n  got      %s", line, what,
+                     e, g);
+    }
+    free(g);
+    free(e);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Sends <iq type=type to=component><pubsub xmlns=ns>inner</pubsub></iq> and
+ * returns the reply (NULL after IQ_TIMEOUT_MS); caller releases. */
+static xmpp_stanza_t *pubsub_iq(struct fixture *f, struct h_client *c,
+                                const char *type, const char *ns,
+                                const char *inner)
+{
+    char *id = h_uid("ps");
+    char *xml = h_strf("<iq type='%s' to='%s' id='%s'><pubsub xmlns='%s'>%s"
+                       "</pubsub></iq>", type, f->jid, id, ns, inner);
+    xmpp_stanza_t *r = h_iq(c, xml, IQ_TIMEOUT_MS);
+    if (r != NULL) {
+        const char *from = xmpp_stanza_get_from(r);
+        if (from == NULL || strcmp(from, f->jid) != 0) {
+            char *text = h_stanza_to_string(r);
+            ck_abort_msg("reply to %s not from %s: %s", xml, f->jid, text);
+        }
+    }
+    free(xml);
+    free(id);
+    return r;
+}
+
+static xmpp_stanza_t *ps_set(struct fixture *f, struct h_client *c,
+                             const char *inner)
+{
+    return pubsub_iq(f, c, "set", H_NS_PUBSUB, inner);
+}
+
+static xmpp_stanza_t *ps_get(struct fixture *f, struct h_client *c,
+                             const char *inner)
+{
+    return pubsub_iq(f, c, "get", H_NS_PUBSUB, inner);
+}
+
+/* Asserts an empty IQ result. */
+#define assert_empty_result(f, r, what)                                      \
+    do {                                                                     \
+        h_assert_result((f)->proc, (r), (what));                             \
+        char *t_ = h_stanza_to_string(r);                                    \
+        ck_assert_msg(h_count_children((r), NULL, NULL) == 0,                \
+                      "%s: expected an empty result, got %s", (what), t_);  \
+        free(t_);                                                            \
+    } while (0)
+
+/* Asserts the exact error and, for a XEP-0060 application condition, that
+ * it is in the pubsub#errors namespace. */
+#define assert_ps_error(f, r, what, type, cond, app)                         \
+    do {                                                                     \
+        h_assert_error((f)->proc, (r), (what), (type), (cond), (app));       \
+        assert_app_ns_at(__LINE__, (f), (r), (what), (app));                 \
+    } while (0)
+static void assert_app_ns_at(int line, struct fixture *f, xmpp_stanza_t *r,
+                             const char *what, const char *app)
+{
+    if (app == NULL || *app == '\0')
+        return;
+    xmpp_stanza_t *e = h_child(r, "error", NULL);
+    if (h_child(e, app, H_NS_PUBSUB_ERRORS) == NULL) {
+        h_fail_dump(f->proc);
+        char *t = h_stanza_to_string(r);
+        ck_abort_msg("line %d: %s: <%s/> is not in namespace %s: %s", line,
+                     what, app, H_NS_PUBSUB_ERRORS, t);
+    }
+}
+
+static void create_node(struct fixture *f, struct h_client *c,
+                        const char *node)
+{
+    char *inner = h_strf("<create node='%s'/>", node);
+    xmpp_stanza_t *r = ps_set(f, c, inner);
+    assert_empty_result(f, r, "create");
+    xmpp_stanza_release(r);
+    free(inner);
+}
+
+/* The node's id in the database. */
+static long long node_id_of(struct fixture *f, const char *node)
+{
+    char *sql = h_strf("SELECT node_id FROM pubsub.node WHERE name = '%s' "
+                       "AND NOT deleted", node);
+    long long id = h_sql_int(f->db, sql);
+    free(sql);
+    return id;
+}
+
+/* The sub_id of jid's subscription to node (as in notification ids). */
+static long long sub_id_of(struct fixture *f, long long node_id,
+                           const char *jid)
+{
+    char *sql = h_strf("SELECT sub_id FROM pubsub.subscription WHERE "
+                       "node_id = %lld AND jid = '%s'", node_id, jid);
+    long long id = h_sql_int(f->db, sql);
+    free(sql);
+    return id;
+}
+
+/* Subscribes c's bare JID to node; asserts the exact result and that the
+ * subid is the stored one.  Returns the sub_id (notification ids). */
+static long long subscribe(struct fixture *f, struct h_client *c,
+                           const char *node)
+{
+    const char *jid = h_client_bare_jid(c);
+    char *inner = h_strf("<subscribe node='%s' jid='%s'/>", node, jid);
+    xmpp_stanza_t *r = ps_set(f, c, inner);
+    h_assert_result(f->proc, r, "subscribe");
+    long long node_id = node_id_of(f, node);
+    char *sql = h_strf("SELECT count(*) FROM pubsub.subscription WHERE "
+                       "node_id = %lld AND jid = '%s'", node_id, jid);
+    ck_assert_int_eq(h_sql_int(f->db, sql), 1);
+    free(sql);
+    sql = h_strf("SELECT subid FROM pubsub.subscription WHERE node_id = %lld "
+                 "AND jid = '%s'", node_id, jid);
+    PGresult *res = h_sql(f->db, sql);
+    char *expected = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscription "
+                            "node='%s' jid='%s' subid='%s' "
+                            "subscription='subscribed'/></pubsub>",
+                            node, jid, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    assert_xml_eq(f, h_child(r, NULL, NULL), expected, "subscribe result");
+    ck_assert_int_eq(h_count_children(r, NULL, NULL), 1);
+    free(expected);
+    free(sql);
+    free(inner);
+    xmpp_stanza_release(r);
+    return sub_id_of(f, node_id, jid);
+}
+
+/* Publishes payload as item_id (NULL: none) on node as c; asserts the
+ * exact result and returns the item id (caller frees). */
+static char *publish(struct fixture *f, struct h_client *c, const char *node,
+                     const char *item_id, const char *payload)
+{
+    char *idattr = item_id != NULL ? h_strf(" id='%s'", item_id)
+                                   : h_strf("%s", "");
+    char *inner = h_strf("<publish node='%s'><item%s>%s</item></publish>",
+                         node, idattr, payload);
+    xmpp_stanza_t *r = ps_set(f, c, inner);
+    h_assert_result(f->proc, r, "publish");
+    xmpp_stanza_t *item =
+        h_child(h_child(h_child(r, "pubsub", H_NS_PUBSUB), "publish", NULL),
+                "item", NULL);
+    const char *got = item != NULL ? xmpp_stanza_get_id(item) : NULL;
+    char *text = h_stanza_to_string(r);
+    ck_assert_msg(got != NULL, "publish result without <item id=.../>: %s",
+                  text);
+    char *id = h_strf("%s", got);
+    if (item_id == NULL) {
+        bool hex = strlen(id) == 32;
+        for (const char *p = id; hex && *p != '\0'; p++)
+            hex = isxdigit((unsigned char)*p) != 0;
+        ck_assert_msg(hex, "generated item id is not 32 hex digits: %s",
+                      text);
+    } else {
+        ck_assert_pstr_eq(id, item_id);
+    }
+    char *expected = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><publish "
+                            "node='%s'><item id='%s'/></publish></pubsub>",
+                            node, id);
+    assert_xml_eq(f, h_child(r, NULL, NULL), expected, "publish result");
+    ck_assert_int_eq(h_count_children(r, NULL, NULL), 1);
+    free(expected);
+    free(text);
+    xmpp_stanza_release(r);
+    free(inner);
+    free(idattr);
+    return id;
+}
+
+/* The <pubsub><items/></pubsub> of an items request by c (all, or with
+ * extra attributes/children); asserts a result and that the whole reply
+ * equals expected_items (the <items/> element, canonical). */
+static void assert_items(struct fixture *f, struct h_client *c,
+                         const char *node, const char *attrs,
+                         const char *children, const char *expected_items)
+{
+    char *inner = h_strf("<items node='%s'%s>%s</items>", node,
+                         attrs != NULL ? attrs : "",
+                         children != NULL ? children : "");
+    char *what = h_strf("items request %s", inner);
+    xmpp_stanza_t *r = ps_get(f, c, inner);
+    h_assert_result(f->proc, r, what);
+    char *expected = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'>%s</pubsub>",
+                            expected_items);
+    assert_xml_eq(f, h_child(r, NULL, NULL), expected, what);
+    ck_assert_int_eq(h_count_children(r, NULL, NULL), 1);
+    free(expected);
+    xmpp_stanza_release(r);
+    free(what);
+    free(inner);
+}
+
+/* The next message of c, or a failed test naming what was awaited. */
+static xmpp_stanza_t *next_message(struct fixture *f, struct h_client *c,
+                                   const char *what)
+{
+    xmpp_stanza_t *m = h_next_message(c, NOTIFY_TIMEOUT_MS);
+    if (m == NULL) {
+        h_fail_dump(f->proc);
+        ck_abort_msg("%s received no message within %d ms (expected %s)",
+                     h_client_jid(c), NOTIFY_TIMEOUT_MS, what);
+    }
+    return m;
+}
+
+/* Asserts the next message of c is the notification whose <event/> is
+ * event_xml, from the component, to c's bare JID, id
+ * ps-<node_id>-<seq>-<sub_id>, type headline. */
+static void expect_event(struct fixture *f, struct h_client *c,
+                         long long node_id, long long seq, long long sub_id,
+                         const char *event_xml)
+{
+    char *what = h_strf("notification %s", event_xml);
+    xmpp_stanza_t *m = next_message(f, c, what);
+    char *text = h_stanza_to_string(m);
+    char *id = h_strf("ps-%lld-%lld-%lld", node_id, seq, sub_id);
+    const char *type = xmpp_stanza_get_type(m);
+    bool ok = strcmp(xmpp_stanza_get_name(m), "message") == 0 &&
+              xmpp_stanza_get_from(m) != NULL &&
+              strcmp(xmpp_stanza_get_from(m), f->jid) == 0 &&
+              xmpp_stanza_get_to(m) != NULL &&
+              strcmp(xmpp_stanza_get_to(m), h_client_bare_jid(c)) == 0 &&
+              xmpp_stanza_get_id(m) != NULL &&
+              strcmp(xmpp_stanza_get_id(m), id) == 0 && type != NULL &&
+              strcmp(type, "headline") == 0 &&
+              h_count_children(m, NULL, NULL) == 1;
+    if (!ok) {
+        h_fail_dump(f->proc);
+        ck_abort_msg("%s: expected <message from='%s' to='%s' id='%s' "
+                     "type='headline'> with one child, got %s",
+                     h_client_jid(c), f->jid, h_client_bare_jid(c), id, text);
+    }
+    assert_xml_eq(f, h_child(m, NULL, NULL), event_xml, what);
+    free(id);
+    free(text);
+    free(what);
+    xmpp_stanza_release(m);
+}
+
+static char *event_item(const char *node, const char *item_id,
+                        const char *payload)
+{
+    return h_strf("<event xmlns='" H_NS_PUBSUB_EVENT "'><items node='%s'>"
+                  "<item id='%s'>%s</item></items></event>", node, item_id,
+                  payload);
+}
+
+static void expect_item(struct fixture *f, struct h_client *c,
+                        long long node_id, long long seq, long long sub_id,
+                        const char *node, const char *item_id,
+                        const char *payload)
+{
+    char *ev = event_item(node, item_id, payload);
+    expect_event(f, c, node_id, seq, sub_id, ev);
+    free(ev);
+}
+
+/* Asserts that c receives no message for QUIET_MS. */
+static void expect_no_message(struct fixture *f, struct h_client *c,
+                              const char *why)
+{
+    xmpp_stanza_t *m = h_next_message(c, QUIET_MS);
+    if (m != NULL) {
+        char *text = h_stanza_to_string(m);
+        h_fail_dump(f->proc);
+        ck_abort_msg("%s received a message %s: %s", h_client_jid(c), why,
+                     text);
+    }
+}
+
+/* A payload with attributes, nesting and escaped text. */
+static char *test_payload(const char *text)
+{
+    return h_strf("<entry xmlns='" NS_TEST "' lang='en'><title>%s</title>"
+                  "<body n='1'>a &lt; b &amp;&amp; c &gt; d</body></entry>",
+                  text);
+}
+
+static void assert_disco_items(struct fixture *f, struct h_client *c,
+                               const char *expected_query)
+{
+    char *id = h_uid("di");
+    char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
+                       H_NS_DISCO_ITEMS "'/></iq>", f->jid, id);
+    xmpp_stanza_t *r = h_iq(c, xml, IQ_TIMEOUT_MS);
+    h_assert_result(f->proc, r, "disco#items");
+    assert_xml_eq(f, h_child(r, NULL, NULL), expected_query, "disco#items");
+    xmpp_stanza_release(r);
+    free(xml);
+    free(id);
+}
+
+/* Everything a rejected request must leave unchanged. */
+struct counts {
+    long long nodes, items, events, seqs, subscriptions, affiliations;
+};
+
+static struct counts counts_now(struct fixture *f)
+{
+    struct counts c;
+    c.nodes = h_sql_int(f->db, "SELECT count(*) FROM pubsub.node");
+    c.items = h_sql_int(f->db, "SELECT count(*) FROM pubsub.item");
+    c.events = h_sql_int(f->db, "SELECT count(*) FROM pubsub.event");
+    c.seqs = h_sql_int(f->db, "SELECT coalesce(sum(last_seq), 0) FROM "
+                              "pubsub.node");
+    c.subscriptions = h_sql_int(f->db, "SELECT count(*) FROM "
+                                       "pubsub.subscription");
+    c.affiliations = h_sql_int(f->db, "SELECT count(*) FROM "
+                                      "pubsub.affiliation");
+    return c;
+}
+
+#define assert_counts_same(f, before, what)                                  \
+    assert_counts_same_at(__LINE__, (f), (before), (what))
+static void assert_counts_same_at(int line, struct fixture *f,
+                                  const struct counts *b, const char *what)
+{
+    struct counts a = counts_now(f);
+    if (a.nodes != b->nodes || a.items != b->items || a.events != b->events ||
+        a.seqs != b->seqs || a.subscriptions != b->subscriptions ||
+        a.affiliations != b->affiliations) {
+        h_fail_dump(f->proc);
+        ck_abort_msg("line %d: %s stored something: nodes %lld -> %lld, items "
+                     "%lld -> %lld, events %lld -> %lld, sum(last_seq) %lld "
+                     "-> %lld, subscriptions %lld -> %lld, affiliations %lld "
+                     "-> %lld", line, what, b->nodes, a.nodes, b->items,
+                     a.items, b->events, a.events, b->seqs, a.seqs,
+                     b->subscriptions, a.subscriptions, b->affiliations,
+                     a.affiliations);
+    }
+}
+
+/* Waits until the dispatcher has caught up with every node (its position
+ * is the node's last seq), so that the counts only change by request. */
+static void wait_dispatched(struct fixture *f)
+{
+    static const char *const sql =
+        "SELECT count(*) FROM pubsub.dispatch d JOIN pubsub.node n "
+        "USING (node_id) WHERE d.delivered_seq < n.last_seq "
+        "OR d.fanout_cursor <> 0";
+    long long t0 = h_now_ms(), n;
+    while ((n = h_sql_int(f->db, sql)) != 0 &&
+           h_now_ms() - t0 < NOTIFY_TIMEOUT_MS)
+        h_pump(50);
+    if (n != 0) {
+        h_fail_dump(f->proc);
+        ck_abort_msg("%lld node(s) not dispatched up to their last seq %d ms "
+                     "after the last notification", n, NOTIFY_TIMEOUT_MS);
+    }
+}
+
+/* Sends a request (inner of <pubsub xmlns=ns/>, IQ set) as c and asserts
+ * the error and that nothing changed. */
+static void bad_request_ns(struct fixture *f, struct h_client *c,
+                           const char *ns, const char *inner, const char *what,
+                           const char *type, const char *cond,
+                           const char *app)
+{
+    wait_dispatched(f);
+    struct counts before = counts_now(f);
+    xmpp_stanza_t *r = pubsub_iq(f, c, "set", ns, inner);
+    assert_ps_error(f, r, what, type, cond, app);
+    xmpp_stanza_release(r);
+    assert_counts_same(f, &before, what);
+}
+
+static void bad_request(struct fixture *f, struct h_client *c,
+                        const char *inner, const char *what, const char *type,
+                        const char *cond, const char *app)
+{
+    bad_request_ns(f, c, H_NS_PUBSUB, inner, what, type, cond, app);
+}
+
+/* ---- 1. the round trip --------------------------------------------------- */
+
+START_TEST(test_round_trip)
+{
+    struct fixture f;
+    fixture_up(&f, 1);
+    struct h_client *alice = connect_user("alice");
+    struct h_client *bob = connect_user("bob");
+    struct h_client *publisher = connect_user("publisher");
+    char *node = h_uid("round");
+
+    create_node(&f, f.owner, node);
+    char *q = h_strf("<query xmlns='" H_NS_DISCO_ITEMS "'><item jid='%s' "
+                     "node='%s'/></query>", f.jid, node);
+    assert_disco_items(&f, alice, q);
+    free(q);
+    long long nid = node_id_of(&f, node);
+    long long sa = subscribe(&f, alice, node);
+    long long sb = subscribe(&f, bob, node);
+
+    /* The owner publishes. */
+    char *p1 = test_payload("first");
+    char *id1 = publish(&f, f.owner, node, "i1", p1);
+    expect_item(&f, alice, nid, 1, sa, node, "i1", p1);
+    expect_item(&f, bob, nid, 1, sb, node, "i1", p1);
+
+    /* "publisher" may not publish until it is affiliated as a publisher
+     * (affiliations cannot be set over XMPP yet: SQL). */
+    char *p2 = test_payload("second");
+    char *inner = h_strf("<publish node='%s'><item id='i2'>%s</item>"
+                         "</publish>", node, p2);
+    bad_request(&f, publisher, inner, "publish by a user without "
+                "affiliation", "auth", "forbidden", H_NO_APP_CONDITION);
+    free(inner);
+    xmpp_stanza_t *r;
+    char *sql = h_strf("INSERT INTO pubsub.affiliation (node_id, jid, "
+                       "affiliation) SELECT node_id, 'publisher@%s', "
+                       "'publisher' FROM pubsub.node WHERE name = '%s'",
+                       h_env("PST_DOMAIN"), node);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+    char *id2 = publish(&f, publisher, node, "i2", p2);
+    expect_item(&f, alice, nid, 2, sa, node, "i2", p2);
+    expect_item(&f, bob, nid, 2, sb, node, "i2", p2);
+
+    /* Retrieval: both, in publication order. */
+    char *items = h_strf("<items node='%s'><item id='i1'>%s</item>"
+                         "<item id='i2'>%s</item></items>", node, p1, p2);
+    assert_items(&f, alice, node, NULL, NULL, items);
+    free(items);
+
+    /* Retract with notify. */
+    inner = h_strf("<retract node='%s' notify='true'><item id='i1'/>"
+                   "</retract>", node);
+    r = ps_set(&f, f.owner, inner);
+    assert_empty_result(&f, r, "retract");
+    xmpp_stanza_release(r);
+    free(inner);
+    char *ev = h_strf("<event xmlns='" H_NS_PUBSUB_EVENT "'><items node='%s'>"
+                      "<retract id='i1'/></items></event>", node);
+    expect_event(&f, alice, nid, 3, sa, ev);
+    expect_event(&f, bob, nid, 3, sb, ev);
+    free(ev);
+    items = h_strf("<items node='%s'><item id='i2'>%s</item></items>", node,
+                   p2);
+    assert_items(&f, bob, node, NULL, NULL, items);
+    free(items);
+
+    /* Delete. */
+    inner = h_strf("<delete node='%s'/>", node);
+    r = pubsub_iq(&f, f.owner, "set", H_NS_PUBSUB_OWNER, inner);
+    assert_empty_result(&f, r, "delete");
+    xmpp_stanza_release(r);
+    free(inner);
+    ev = h_strf("<event xmlns='" H_NS_PUBSUB_EVENT "'><delete node='%s'/>"
+                "</event>", node);
+    expect_event(&f, alice, nid, 4, sa, ev);
+    expect_event(&f, bob, nid, 4, sb, ev);
+    free(ev);
+    assert_disco_items(&f, alice, "<query xmlns='" H_NS_DISCO_ITEMS "'/>");
+    inner = h_strf("<items node='%s'/>", node);
+    r = ps_get(&f, alice, inner);
+    assert_ps_error(&f, r, "items of a deleted node", "cancel",
+                    "item-not-found", H_NO_APP_CONDITION);
+    xmpp_stanza_release(r);
+    free(inner);
+
+    /* Once the delete notification is dispatched, the tombstone goes. */
+    sql = h_strf("SELECT count(*) FROM pubsub.node WHERE node_id = %lld",
+                 nid);
+    long long t0 = h_now_ms(), rows;
+    while ((rows = h_sql_int(f.db, sql)) != 0 &&
+           h_now_ms() - t0 < NODE_GONE_MS)
+        h_pump(100);
+    if (rows != 0) {
+        h_fail_dump(f.proc);
+        ck_abort_msg("node %lld still in pubsub.node %d ms after its delete "
+                     "notification was received", nid, NODE_GONE_MS);
+    }
+    free(sql);
+
+    /* Nothing else was sent to anyone. */
+    expect_no_message(&f, alice, "after the delete notification");
+    expect_no_message(&f, bob, "after the delete notification");
+    expect_no_message(&f, publisher, "(it never subscribed)");
+    expect_no_message(&f, f.owner, "(it never subscribed)");
+
+    free(id1);
+    free(id2);
+    free(p1);
+    free(p2);
+    free(node);
+    h_client_disconnect(publisher);
+    h_client_disconnect(bob);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
+/* ---- 2. a subscription starts at the node's position --------------------- */
+
+START_TEST(test_subscription_starts_now)
+{
+    struct fixture f;
+    fixture_up(&f, 2);
+    struct h_client *alice = connect_user("alice");
+    struct h_client *bob = connect_user("bob");
+    struct h_client *carol = connect_user("carol");
+    char *node = h_uid("late");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+
+    /* bob subscribes first; his notification of i1 proves i1 has been
+     * dispatched before alice subscribes. */
+    long long sb = subscribe(&f, bob, node);
+    char *p1 = test_payload("one");
+    free(publish(&f, f.owner, node, "i1", p1));
+    expect_item(&f, bob, nid, 1, sb, node, "i1", p1);
+    long long sa = subscribe(&f, alice, node);
+
+    /* carol subscribes right after the publish result of i2, probably
+     * before its dispatch: she must not get i2 either. */
+    char *p2 = test_payload("two");
+    free(publish(&f, f.owner, node, "i2", p2));
+    long long sc = subscribe(&f, carol, node);
+    expect_item(&f, bob, nid, 2, sb, node, "i2", p2);
+    expect_item(&f, alice, nid, 2, sa, node, "i2", p2);
+
+    char *p3 = test_payload("three");
+    free(publish(&f, f.owner, node, "i3", p3));
+    expect_item(&f, alice, nid, 3, sa, node, "i3", p3);
+    expect_item(&f, bob, nid, 3, sb, node, "i3", p3);
+    expect_item(&f, carol, nid, 3, sc, node, "i3", p3);
+    expect_no_message(&f, alice, "after i3");
+    expect_no_message(&f, bob, "after i3");
+    expect_no_message(&f, carol, "after i3");
+
+    free(p1);
+    free(p2);
+    free(p3);
+    free(node);
+    h_client_disconnect(carol);
+    h_client_disconnect(bob);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
+/* ---- 3. item ids, overwrite, instant and auto-created nodes, retrieval --- */
+
+START_TEST(test_items_and_nodes)
+{
+    struct fixture f;
+    fixture_up(&f, 3);
+    struct h_client *alice = connect_user("alice");
+    char *node = h_uid("items");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+    long long sa = subscribe(&f, alice, node);
+
+    /* Without an id: a generated one, notified and retrievable. */
+    char *pg = test_payload("generated");
+    char *gen = publish(&f, f.owner, node, NULL, pg);
+    expect_item(&f, alice, nid, 1, sa, node, gen, pg);
+    char *items = h_strf("<items node='%s'><item id='%s'>%s</item></items>",
+                         node, gen, pg);
+    assert_items(&f, alice, node, NULL, NULL, items);
+    free(items);
+
+    /* Two more without an id get distinct ids. */
+    char *gen2 = publish(&f, f.owner, node, NULL, pg);
+    ck_assert_msg(strcmp(gen, gen2) != 0, "two generated ids are equal: %s",
+                  gen);
+    expect_item(&f, alice, nid, 2, sa, node, gen2, pg);
+
+    /* With ids a, b, c, d. */
+    char *pa = test_payload("a"), *pb = test_payload("b");
+    char *pc = test_payload("c"), *pd = test_payload("d");
+    free(publish(&f, f.owner, node, "a", pa));
+    free(publish(&f, f.owner, node, "b", pb));
+    free(publish(&f, f.owner, node, "c", pc));
+    free(publish(&f, f.owner, node, "d", pd));
+    expect_item(&f, alice, nid, 3, sa, node, "a", pa);
+    expect_item(&f, alice, nid, 4, sa, node, "b", pb);
+    expect_item(&f, alice, nid, 5, sa, node, "c", pc);
+    expect_item(&f, alice, nid, 6, sa, node, "d", pd);
+
+    /* Overwrite a: one item a with the new payload, now the most recent. */
+    char *pa2 = test_payload("a again");
+    free(publish(&f, f.owner, node, "a", pa2));
+    expect_item(&f, alice, nid, 7, sa, node, "a", pa2);
+    items = h_strf("<items node='%s'><item id='%s'>%s</item><item id='%s'>"
+                   "%s</item><item id='b'>%s</item><item id='c'>%s</item>"
+                   "<item id='d'>%s</item><item id='a'>%s</item></items>",
+                   node, gen, pg, gen2, pg, pb, pc, pd, pa2);
+    assert_items(&f, alice, node, NULL, NULL, items);
+    free(items);
+    char *sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld "
+                       "AND item_id = 'a'", nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
+
+    /* max_items: the most recent ones, in publication order. */
+    items = h_strf("<items node='%s'><item id='d'>%s</item><item id='a'>%s"
+                   "</item></items>", node, pd, pa2);
+    assert_items(&f, alice, node, " max_items='2'", NULL, items);
+    free(items);
+    items = h_strf("<items node='%s'><item id='a'>%s</item></items>", node,
+                   pa2);
+    assert_items(&f, alice, node, " max_items='1'", NULL, items);
+    free(items);
+
+    /* By id: only those, in publication order; an unknown id is absent. */
+    items = h_strf("<items node='%s'><item id='c'>%s</item><item id='a'>%s"
+                   "</item></items>", node, pc, pa2);
+    assert_items(&f, alice, node, NULL,
+                 "<item id='a'/><item id='c'/><item id='nosuch'/>", items);
+    free(items);
+    items = h_strf("<items node='%s'><item id='b'>%s</item></items>", node,
+                   pb);
+    assert_items(&f, alice, node, NULL, "<item id='b'/>", items);
+    free(items);
+
+    /* Items of an unknown node. */
+    char *unknown = h_uid("nosuch");
+    char *inner = h_strf("<items node='%s'/>", unknown);
+    xmpp_stanza_t *r = ps_get(&f, alice, inner);
+    assert_ps_error(&f, r, "items of an unknown node", "cancel",
+                    "item-not-found", H_NO_APP_CONDITION);
+    xmpp_stanza_release(r);
+    free(inner);
+
+    /* Create conflict: an error, nothing stored. */
+    long long nodes = h_sql_int(f.db, "SELECT count(*) FROM pubsub.node");
+    inner = h_strf("<create node='%s'/>", node);
+    r = ps_set(&f, alice, inner);
+    assert_ps_error(&f, r, "create of an existing node", "cancel", "conflict",
+                    H_NO_APP_CONDITION);
+    xmpp_stanza_release(r);
+    r = ps_set(&f, f.owner, inner);
+    assert_ps_error(&f, r, "create of an existing node by its owner",
+                    "cancel", "conflict", H_NO_APP_CONDITION);
+    xmpp_stanza_release(r);
+    free(inner);
+    ck_assert_int_eq(h_sql_int(f.db, "SELECT count(*) FROM pubsub.node"),
+                     nodes);
+    sql = h_strf("SELECT count(*) FROM pubsub.affiliation WHERE node_id = "
+                 "%lld", nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
+
+    /* Instant node: the generated NodeID comes back; it is a real node
+     * owned by its creator (alice can publish to it). */
+    r = ps_set(&f, alice, "<create/>");
+    h_assert_result(f.proc, r, "instant node");
+    xmpp_stanza_t *create =
+        h_child(h_child(r, "pubsub", H_NS_PUBSUB), "create", NULL);
+    const char *inode_attr =
+        create != NULL ? xmpp_stanza_get_attribute(create, "node") : NULL;
+    char *text = h_stanza_to_string(r);
+    ck_assert_msg(inode_attr != NULL && *inode_attr != '\0',
+                  "instant node result without <create node=.../>: %s", text);
+    free(text);
+    char *inode = h_strf("%s", inode_attr);
+    char *expected = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create "
+                            "node='%s'/></pubsub>", inode);
+    assert_xml_eq(&f, h_child(r, NULL, NULL), expected, "instant node result");
+    free(expected);
+    xmpp_stanza_release(r);
+    ck_assert_msg(strcmp(inode, node) != 0, "instant node got name %s", inode);
+    sql = h_strf("SELECT count(*) FROM pubsub.affiliation a JOIN pubsub.node n "
+                 "USING (node_id) WHERE n.name = '%s' AND a.jid = 'alice@%s' "
+                 "AND a.affiliation = 'owner'", inode, h_env("PST_DOMAIN"));
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
+    char *pi = test_payload("instant");
+    free(publish(&f, alice, inode, "x", pi));
+    items = h_strf("<items node='%s'><item id='x'>%s</item></items>", inode,
+                   pi);
+    assert_items(&f, f.owner, inode, NULL, NULL, items);
+    free(items);
+    /* disco#items lists both, sorted by name. */
+    bool node_first = strcmp(node, inode) < 0;
+    char *q = h_strf("<query xmlns='" H_NS_DISCO_ITEMS "'><item jid='%s' "
+                     "node='%s'/><item jid='%s' node='%s'/></query>", f.jid,
+                     node_first ? node : inode, f.jid,
+                     node_first ? inode : node);
+    assert_disco_items(&f, alice, q);
+    free(q);
+
+    /* Publish to a missing node with the default configuration
+     * (auto_create_nodes = 1): the node is created (§7.1.4), advertised
+     * as #auto-create, owned by the publisher. */
+    char *id = h_uid("info");
+    char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
+                       H_NS_DISCO_INFO "'/></iq>", f.jid, id);
+    r = h_iq(alice, xml, IQ_TIMEOUT_MS);
+    h_assert_result(f.proc, r, "disco#info");
+    text = h_stanza_to_string(r);
+    ck_assert_msg(h_disco_has_feature(r, H_NS_PUBSUB "#auto-create"),
+                  "auto_create_nodes is on by default but disco#info does "
+                  "not list #auto-create: %s", text);
+    free(text);
+    xmpp_stanza_release(r);
+    free(xml);
+    free(id);
+    char *anode = h_uid("auto");
+    free(publish(&f, alice, anode, "y", pi));
+    items = h_strf("<items node='%s'><item id='y'>%s</item></items>", anode,
+                   pi);
+    assert_items(&f, f.owner, anode, NULL, NULL, items);
+    free(items);
+    sql = h_strf("SELECT count(*) FROM pubsub.affiliation a JOIN pubsub.node n "
+                 "USING (node_id) WHERE n.name = '%s' AND a.jid = 'alice@%s' "
+                 "AND a.affiliation = 'owner'", anode, h_env("PST_DOMAIN"));
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
+    free(anode);
+
+    expect_no_message(&f, alice, "after the last expected notification");
+    free(pi);
+    free(inode);
+    free(unknown);
+    free(pa);
+    free(pb);
+    free(pc);
+    free(pd);
+    free(pa2);
+    free(gen);
+    free(gen2);
+    free(pg);
+    free(node);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
+/* ---- 4. bad requests: exact errors, nothing stored ---------------------- */
+
+/* A self-contained payload of exactly n bytes. */
+static char *payload_of_size(size_t n)
+{
+    const char *head = "<p xmlns='" NS_TEST "'>", *tail = "</p>";
+    size_t fixed = strlen(head) + strlen(tail);
+    ck_assert_uint_ge(n, fixed);
+    char *s = malloc(n + 1);
+    strcpy(s, head);
+    memset(s + strlen(head), 'x', n - fixed);
+    strcpy(s + n - strlen(tail), tail);
+    ck_assert_uint_eq(strlen(s), n);
+    return s;
+}
+
+START_TEST(test_bad_requests)
+{
+    /* auto_create_nodes off: a publish to an unknown node is an error
+     * (with it on, the default, the node is created: test 3). */
+    static const char *const env[] = {
+        "PUBSUBD_MAX_PAYLOAD_BYTES=1024", "PUBSUBD_AUTO_CREATE_NODES=0", NULL,
+    };
+    struct fixture f;
+    fixture_up_env(&f, 4, env);
+    struct h_client *alice = connect_user("alice");
+    struct h_client *bob = connect_user("bob");
+    char *node = h_uid("bad");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+    long long sa = subscribe(&f, alice, node);
+    const char *ok = "<ok xmlns='" NS_TEST "'/>";
+    char *inner;
+
+    bad_request(&f, f.owner, "<publish><item id='x'><ok xmlns='" NS_TEST
+                "'/></item></publish>", "publish without node",
+                "modify", "bad-request", "nodeid-required");
+    bad_request(&f, f.owner, "<publish node=''><item id='x'><ok xmlns='"
+                NS_TEST "'/></item></publish>", "publish with node=''",
+                "modify", "bad-request", "nodeid-required");
+
+    char *unknown = h_uid("nosuch");
+    inner = h_strf("<publish node='%s'><item id='x'>%s</item></publish>",
+                   unknown, ok);
+    bad_request(&f, f.owner, inner, "publish to an unknown node", "cancel",
+                "item-not-found", H_NO_APP_CONDITION);
+    free(inner);
+
+    inner = h_strf("<publish node='%s'/>", node);
+    bad_request(&f, f.owner, inner, "publish without <item/>", "modify",
+                "bad-request", "item-required");
+    free(inner);
+
+    inner = h_strf("<publish node='%s'><item id='x'/></publish>", node);
+    bad_request(&f, f.owner, inner, "publish of an item without payload",
+                "modify", "bad-request", "payload-required");
+    free(inner);
+
+    inner = h_strf("<publish node='%s'><item id='x'>%s%s</item></publish>",
+                   node, ok, ok);
+    bad_request(&f, f.owner, inner, "publish of an item with two payloads",
+                "modify", "bad-request", "invalid-payload");
+    free(inner);
+
+    inner = h_strf("<publish node='%s'><item id='x'>%s</item><item id='y'>%s"
+                   "</item></publish>", node, ok, ok);
+    bad_request(&f, f.owner, inner, "publish of two items", "modify",
+                "bad-request", "invalid-payload");
+    free(inner);
+
+    char *big = payload_of_size(MAX_PAYLOAD_BYTES + 1);
+    inner = h_strf("<publish node='%s'><item id='x'>%s</item></publish>",
+                   node, big);
+    bad_request(&f, f.owner, inner, "publish of 1025 payload bytes (limit "
+                "1024)", "modify", "not-acceptable", "payload-too-big");
+    free(inner);
+    free(big);
+    big = payload_of_size(64 * 1024);
+    inner = h_strf("<publish node='%s'><item id='x'>%s</item></publish>",
+                   node, big);
+    bad_request(&f, f.owner, inner, "publish of a 64 KiB payload (limit "
+                "1024)", "modify", "not-acceptable", "payload-too-big");
+    free(inner);
+    free(big);
+
+    inner = h_strf("<publish node='%s'><item id='x'>%s</item></publish>",
+                   node, ok);
+    bad_request(&f, bob, inner, "publish by a non-publisher (bob)", "auth",
+                "forbidden", H_NO_APP_CONDITION);
+    bad_request(&f, alice, inner, "publish by a subscriber (alice)", "auth",
+                "forbidden", H_NO_APP_CONDITION);
+    free(inner);
+
+    /* Create with an over-long NodeID (1024 bytes, limit 1023). */
+    char *longid = malloc(1025);
+    memset(longid, 'n', 1024);
+    longid[1024] = '\0';
+    inner = h_strf("<create node='%s'/>", longid);
+    bad_request(&f, f.owner, inner, "create with a 1024-byte NodeID",
+                "modify", "not-acceptable", H_NO_APP_CONDITION);
+    free(inner);
+    free(longid);
+
+    /* None of them notified anyone.  Then the limit itself is accepted
+     * (1024 bytes): stored, notified as the node's first event. */
+    expect_no_message(&f, alice, "after rejected publishes");
+    struct counts before = counts_now(&f);
+    ck_assert_int_eq(before.items, 0);
+    ck_assert_int_eq(before.seqs, 0);
+    char *exact = payload_of_size(MAX_PAYLOAD_BYTES);
+    free(publish(&f, f.owner, node, "x", exact));
+    expect_item(&f, alice, nid, 1, sa, node, "x", exact);
+    ck_assert_int_eq(h_sql_int(f.db, "SELECT count(*) FROM pubsub.item"), 1);
+    free(exact);
+
+    /* Retract and delete: the same exactness. */
+    inner = h_strf("<retract node='%s' notify='true'><item id='nosuch'/>"
+                   "</retract>", node);
+    bad_request(&f, f.owner, inner, "retract of an unknown item", "cancel",
+                "item-not-found", H_NO_APP_CONDITION);
+    free(inner);
+    inner = h_strf("<retract node='%s' notify='true'><item id='x'/>"
+                   "</retract>", unknown);
+    bad_request(&f, f.owner, inner, "retract on an unknown node", "cancel",
+                "item-not-found", H_NO_APP_CONDITION);
+    free(inner);
+    inner = h_strf("<retract node='%s' notify='true'><item id='x'/>"
+                   "</retract>", node);
+    bad_request(&f, bob, inner, "retract by a non-publisher (bob)", "auth",
+                "forbidden", H_NO_APP_CONDITION);
+    bad_request(&f, alice, inner, "retract by a subscriber (alice)", "auth",
+                "forbidden", H_NO_APP_CONDITION);
+    free(inner);
+    inner = h_strf("<delete node='%s'/>", node);
+    bad_request_ns(&f, bob, H_NS_PUBSUB_OWNER, inner, "delete by a non-owner "
+                   "(bob)", "auth", "forbidden", H_NO_APP_CONDITION);
+    bad_request_ns(&f, alice, H_NS_PUBSUB_OWNER, inner, "delete by a "
+                   "subscriber (alice)", "auth", "forbidden",
+                   H_NO_APP_CONDITION);
+    free(inner);
+    inner = h_strf("<delete node='%s'/>", unknown);
+    bad_request_ns(&f, f.owner, H_NS_PUBSUB_OWNER, inner, "delete of an "
+                   "unknown node", "cancel", "item-not-found",
+                   H_NO_APP_CONDITION);
+    free(inner);
+    exact = payload_of_size(MAX_PAYLOAD_BYTES);
+    char *items = h_strf("<items node='%s'><item id='x'>%s</item></items>",
+                         node, exact);
+    assert_items(&f, alice, node, NULL, NULL, items);
+    free(items);
+    free(exact);
+    expect_no_message(&f, alice, "after the one good publish");
+
+    free(unknown);
+    free(node);
+    h_client_disconnect(bob);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
+/* ---- 5. subscribe and unsubscribe errors --------------------------------- */
+
+START_TEST(test_subscription_errors)
+{
+    struct fixture f;
+    fixture_up(&f, 5);
+    struct h_client *alice = connect_user("alice");
+    struct h_client *bob = connect_user("bob");
+    const char *domain = h_env("PST_DOMAIN");
+    char *node = h_uid("subs");
+    char *unknown = h_uid("nosuch");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+    char *inner;
+
+    /* subscribe */
+    inner = h_strf("<subscribe node='%s' jid='bob@%s'/>", node, domain);
+    bad_request(&f, alice, inner, "alice subscribes bob", "modify",
+                "bad-request", "invalid-jid");
+    free(inner);
+    inner = h_strf("<subscribe node='%s' jid='alice@%s'/>", unknown, domain);
+    bad_request(&f, alice, inner, "subscribe to an unknown node", "cancel",
+                "item-not-found", H_NO_APP_CONDITION);
+    free(inner);
+    inner = h_strf("<subscribe jid='alice@%s'/>", domain);
+    bad_request(&f, alice, inner, "subscribe without node", "modify",
+                "bad-request", "nodeid-required");
+    free(inner);
+
+    /* unsubscribe */
+    inner = h_strf("<unsubscribe node='%s' jid='alice@%s'/>", node, domain);
+    bad_request(&f, alice, inner, "unsubscribe while not subscribed",
+                "cancel", "unexpected-request", "not-subscribed");
+    free(inner);
+    long long sa = subscribe(&f, alice, node);
+    long long sb = subscribe(&f, bob, node);
+    inner = h_strf("<unsubscribe node='%s' jid='alice@%s'/>", unknown, domain);
+    bad_request(&f, alice, inner, "unsubscribe from an unknown node",
+                "cancel", "item-not-found", H_NO_APP_CONDITION);
+    free(inner);
+    inner = h_strf("<unsubscribe node='%s' jid='bob@%s'/>", node, domain);
+    bad_request(&f, alice, inner, "alice unsubscribes bob", "auth",
+                "forbidden", H_NO_APP_CONDITION);
+    free(inner);
+
+    /* Both subscriptions still work. */
+    char *p1 = test_payload("one");
+    free(publish(&f, f.owner, node, "i1", p1));
+    expect_item(&f, alice, nid, 1, sa, node, "i1", p1);
+    expect_item(&f, bob, nid, 1, sb, node, "i1", p1);
+
+    /* alice unsubscribes: she hears nothing more, bob does. */
+    inner = h_strf("<unsubscribe node='%s' jid='alice@%s'/>", node, domain);
+    xmpp_stanza_t *r = ps_set(&f, alice, inner);
+    assert_empty_result(&f, r, "unsubscribe");
+    xmpp_stanza_release(r);
+    char *sql = h_strf("SELECT count(*) FROM pubsub.subscription WHERE "
+                       "node_id = %lld", nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
+    bad_request(&f, alice, inner, "unsubscribe twice", "cancel",
+                "unexpected-request", "not-subscribed");
+    free(inner);
+    char *p2 = test_payload("two");
+    free(publish(&f, f.owner, node, "i2", p2));
+    expect_item(&f, bob, nid, 2, sb, node, "i2", p2);
+    expect_no_message(&f, alice, "after unsubscribing");
+    expect_no_message(&f, bob, "after i2");
+
+    free(p1);
+    free(p2);
+    free(unknown);
+    free(node);
+    h_client_disconnect(bob);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
+static TCase *tcase(const char *name, const TTest *test)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    tcase_add_test(tc, test);
+    return tc;
+}
+
+static Suite *pubsub_suite(void)
+{
+    Suite *s = suite_create("pubsub");
+    suite_add_tcase(s, tcase("round_trip", test_round_trip));
+    suite_add_tcase(s, tcase("subscription_starts_now",
+                             test_subscription_starts_now));
+    suite_add_tcase(s, tcase("items_and_nodes", test_items_and_nodes));
+    suite_add_tcase(s, tcase("bad_requests", test_bad_requests));
+    suite_add_tcase(s, tcase("subscription_errors", test_subscription_errors));
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(pubsub_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
