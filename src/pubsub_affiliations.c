@@ -9,6 +9,7 @@
 #include "jid.h"
 #include "log.h"
 #include "pubsub.h"
+#include "rsm.h"
 
 static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
                                                       NULL};
@@ -25,9 +26,52 @@ static bool in_list(const char *const *list, const char *v)
     return false;
 }
 
-static void limit_param(struct server *s, char *out, size_t n)
+/* Marks a call whose request asked for a result set (call->extra). */
+static int rsm_asked;
+
+/*
+ * The page a list request asks for (XEP-0059 <set/> in the <pubsub/>
+ * element around el): the limit and the key to continue after (a sub_id
+ * when numeric, else a JID or node name).  Returns 0, or -1 after
+ * answering (*reqp freed).
+ */
+static int list_page(struct server *s, struct iq_request **reqp, const struct xnode *el,
+                     bool numeric, char *limit, size_t limit_len, char **after, bool *asked)
 {
-    snprintf(out, n, "%d", s->cfg->max_items_per_request);
+    struct rsm_request rsm;
+    const char *why = NULL;
+    if (rsm_parse(el->parent, &rsm) != 0 || rsm.has_index || rsm.has_before)
+        why = "unsupported result set request";
+    else if (rsm.after && numeric && strspn(rsm.after, "0123456789") != strlen(rsm.after))
+        why = "unknown result set position";
+    if (why) {
+        rsm_free(&rsm);
+        pubsub_reply_error(s, *reqp, strcmp(why, "unknown result set position") == 0
+                                         ? &ERR_ITEM_NOT_FOUND : &ERR_BAD_REQUEST, why);
+        *reqp = NULL;
+        return -1;
+    }
+    long max = s->cfg->max_items_per_request;
+    if (rsm.max >= 0 && rsm.max < max)
+        max = rsm.max;
+    snprintf(limit, limit_len, "%ld", max);
+    *after = rsm.after;
+    rsm.after = NULL;
+    *asked = rsm.present;
+    rsm_free(&rsm);
+    return 0;
+}
+
+/* Appends the reply's <set/> when one was asked for: first and last are
+ * column `key` of rows [from, rows). */
+static void list_set(struct pubsub_call *call, struct buf *b, const PGresult *res, int from,
+                     int key, long long total)
+{
+    if (call->extra != &rsm_asked)
+        return;
+    int rows = PQntuples(res);
+    rsm_reply(b, rows > from ? db_value(res, from, key) : NULL,
+              rows > from ? db_value(res, rows - 1, key) : NULL, total);
 }
 
 /* ---- the entity's own ------------------------------------------------- */
@@ -53,7 +97,9 @@ static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res
         buf_put_escaped(&b, db_value(res, i, 3));
         buf_puts(&b, "'/>");
     }
-    buf_puts(&b, "</subscriptions></pubsub>");
+    buf_puts(&b, "</subscriptions>");
+    list_set(call, &b, res, 0, 4, PQntuples(res) ? db_int(res, 0, 5) : 0);
+    buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
 }
@@ -75,7 +121,9 @@ static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
         buf_put_escaped(&b, db_value(res, i, 1));
         buf_puts(&b, "'/>");
     }
-    buf_puts(&b, "</affiliations></pubsub>");
+    buf_puts(&b, "</affiliations>");
+    list_set(call, &b, res, 0, 0, PQntuples(res) ? db_int(res, 0, 2) : 0);
+    buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
 }
@@ -89,11 +137,16 @@ void pubsub_own_list(struct server *s, struct iq_request *req, const struct xnod
         return;
     }
     char limit[24];
-    limit_param(s, limit, sizeof limit);
+    char *after = NULL;
+    bool asked = false;
+    if (list_page(s, &req, el, subscriptions, limit, sizeof limit, &after, &asked) != 0)
+        return;
     struct pubsub_call *call = pubsub_call_new(
         s, req, node, subscriptions ? own_subscriptions_done : own_affiliations_done);
-    const char *params[] = {req->from_bare, call->node, limit};
-    pubsub_call_submit(call, subscriptions ? DB_OWN_SUBSCRIPTIONS : DB_OWN_AFFILIATIONS, 3, params);
+    call->extra = asked ? &rsm_asked : NULL;
+    const char *params[] = {req->from_bare, call->node, limit, after};
+    pubsub_call_submit(call, subscriptions ? DB_OWN_SUBSCRIPTIONS : DB_OWN_AFFILIATIONS, 4, params);
+    free(after);
 }
 
 /* ---- the owner's management ----------------------------------------------- */
@@ -121,7 +174,9 @@ static void node_list_done(struct pubsub_call *call, const PGresult *res, bool s
         }
         buf_puts(&b, "'/>");
     }
-    buf_puts(&b, subscriptions ? "</subscriptions></pubsub>" : "</affiliations></pubsub>");
+    buf_puts(&b, subscriptions ? "</subscriptions>" : "</affiliations>");
+    list_set(call, &b, res, 1, subscriptions ? 4 : 1, db_int(res, 0, subscriptions ? 5 : 3));
+    buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
 }
@@ -251,12 +306,17 @@ void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xn
     }
     if (!req->is_set) {
         char limit[24];
-        limit_param(s, limit, sizeof limit);
+        char *after = NULL;
+        bool asked = false;
+        if (list_page(s, &req, el, subscriptions, limit, sizeof limit, &after, &asked) != 0)
+            return;
         struct pubsub_call *call = pubsub_call_new(
             s, req, node, subscriptions ? node_subscriptions_done : node_affiliations_done);
-        const char *params[] = {call->node, req->from_bare, limit};
-        pubsub_call_submit(call, subscriptions ? DB_NODE_SUBSCRIPTIONS : DB_NODE_AFFILIATIONS, 3,
+        call->extra = asked ? &rsm_asked : NULL;
+        const char *params[] = {call->node, req->from_bare, limit, after};
+        pubsub_call_submit(call, subscriptions ? DB_NODE_SUBSCRIPTIONS : DB_NODE_AFFILIATIONS, 4,
                            params);
+        free(after);
         return;
     }
     struct buf jids = BUF_INIT, values = BUF_INIT;

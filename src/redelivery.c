@@ -15,7 +15,9 @@
 #include "notify.h"
 #include "server.h"
 
-#define EVENTS_EXPIRE_BATCH "10000"
+/* Small batches, repeated while full: the janitor shares a connection with
+ * publishes, which wait behind whatever runs before them. */
+#define EVENTS_EXPIRE_BATCH 500
 
 static void redelivery_bounce_cb(void *arg, const PGresult *res, const char *error)
 {
@@ -88,16 +90,38 @@ static void redelivery_quiet_cb(void *arg, const PGresult *res, const char *erro
         log_warn("%s failed: %s", what, res ? db_error(res) : error);
 }
 
+static void redelivery_expire_events(struct server *s);
+
+static void redelivery_expired_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct server *s = arg;
+    if (res == NULL || !db_ok(res)) {
+        log_warn("expiring outbox rows failed: %s", res ? db_error(res) : error);
+        return;
+    }
+    if (db_int(res, 0, 0) == EVENTS_EXPIRE_BATCH)
+        redelivery_expire_events(s); /* more are due */
+}
+
+/* Removes dispatched outbox rows older than event_retention_s. */
+static void redelivery_expire_events(struct server *s)
+{
+    if (s->stopping)
+        return;
+    char retention[16], batch[16];
+    snprintf(retention, sizeof retention, "%d", s->cfg->event_retention_s);
+    snprintf(batch, sizeof batch, "%d", EVENTS_EXPIRE_BATCH);
+    const char *params[] = {retention, batch};
+    if (db_pool_submit(&s->pool, "redelivery", DB_EXPIRE_EVENTS, 2, params, redelivery_expired_cb,
+                       s) != PS_OK)
+        log_debug("expiring outbox rows: database not ready");
+}
+
 void redelivery_tick(struct server *s)
 {
     if (s->stopping)
         return;
-    char retention[16];
-    snprintf(retention, sizeof retention, "%d", s->cfg->event_retention_s);
-    const char *expire[] = {retention, EVENTS_EXPIRE_BATCH};
-    if (db_pool_submit(&s->pool, "redelivery", DB_EXPIRE_EVENTS, 2, expire, redelivery_quiet_cb,
-                       (void *)"expiring outbox rows") != PS_OK)
-        return;
+    redelivery_expire_events(s);
     if (!link_is_ready(&s->link))
         return;
     char limit[16], window[16];

@@ -966,6 +966,61 @@ START_TEST(test_unreachable_do_not_slow)
 }
 END_TEST
 
+/* 6. Re-drive delivers once the subscriber can be reached: a subscription
+ * for an account that does not exist yet bounces (service-unavailable)
+ * until dead; the account is then created, the owner re-drives, and the
+ * new user finds every notification in offline storage (the node sends
+ * type normal, which Prosody stores for offline users). */
+START_TEST(test_redrive_delivers)
+{
+    struct fixture f;
+    fixture_up(&f);
+    char *user = h_strf("ghost%d", (int)getpid());
+    char *ghost = h_strf("%s@%s", user, h_env("PST_DOMAIN"));
+    PQclear(sql(&f, "UPDATE pubsub.node_config SET notification_type = 'normal'"
+                    " WHERE node_id = %lld", f.node_id));
+    long long sub = subscribe_other(&f, ghost);
+    enum { N = 3 };
+    for (int i = 1; i <= N; i++)
+        publish(&f, i);
+    for (int i = 1; i <= N; i++)
+        xmpp_stanza_release(expect_notification(&f, h_now_ms() + PROMPT_MS, i, i));
+    (void)wait_count(&f, "state = 'dead'", N, DEAD_MS);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM pubsub.redelivery WHERE sub_id = %lld"
+                                 " AND state = 'dead'", sub), N);
+
+    char *cmd = h_strf("register %s", user);
+    h_envctl(cmd);
+    free(cmd);
+    xmpp_stanza_t *r = redrive(&f, f.owner, f.node);
+    (void)command_of(&f, r, "redrive", "completed", "redrive submit");
+    xmpp_stanza_release(r);
+    /* Now accepted (stored offline): no bounce, so after the window each
+     * retry counts as delivered and its row goes. */
+    (void)wait_count(&f, "true", 0, DEAD_MS);
+
+    struct h_client *g = h_client_connect(user);
+    int seen[N + 1] = {0};
+    for (int k = 0; k < N; k++) {
+        xmpp_stanza_t *m = h_next_message(g, 5000);
+        ck_assert_msg(m != NULL, "%s: only %d of %d notifications in offline storage", ghost, k, N);
+        long long node_id = 0, seq = 0, sub_id = 0;
+        const char *id = xmpp_stanza_get_id(m);
+        ck_assert_msg(id && sscanf(id, "ps-%lld-%lld-%lld", &node_id, &seq, &sub_id) == 3,
+                      "unexpected message id %s", id ? id : "(none)");
+        ck_assert_int_eq(node_id, f.node_id);
+        ck_assert_int_eq(sub_id, sub);
+        ck_assert_msg(seq >= 1 && seq <= N && !seen[seq], "seq %lld twice or out of range", seq);
+        seen[seq] = 1;
+        xmpp_stanza_release(m);
+    }
+    h_client_disconnect(g);
+    free(ghost);
+    free(user);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -982,6 +1037,7 @@ static Suite *redelivery_suite(void)
     suite_add_tcase(s, tcase("unbounced_retry_delivered", test_unbounced_retry_delivered));
     suite_add_tcase(s, tcase("command_protocol", test_command_protocol));
     suite_add_tcase(s, tcase("unreachable_do_not_slow", test_unreachable_do_not_slow));
+    suite_add_tcase(s, tcase("redrive_delivers", test_redrive_delivers));
     return s;
 }
 

@@ -10,6 +10,7 @@
 #   status           print what runs
 #   prosody-start | prosody-stop | prosody-restart | prosody-kill (SIGKILL)
 #   pg-start | pg-stop | pg-kill (SIGKILL postmaster and backends)
+#   register USER (a new account USER@localhost with the common password)
 #
 # Inputs for start (all optional): PST_PGPORT, PST_C2S_PORT,
 # PST_COMPONENT_PORT (default: a free port, or the one in $PST_DIR/env),
@@ -606,6 +607,9 @@ case $CMD in
 	pg-start) need_envfile; pg_start ;;
 	pg-stop) pg_stop ;;
 	pg-kill) pg_kill ;;
+	register) need_envfile
+		out=$(prosodyctl --config "$PCFG" register "${2:?register needs a user name}" "$DOMAIN" \
+			"$(file_val PST_PASSWORD)" 2>&1) || { echo "$out" >&2; die "prosodyctl register $2@$DOMAIN failed"; } ;;
 	-h|--help|help) usage ;;
 	*) echo "env.sh: unknown command '$CMD'" >&2; usage ;;
 esac
