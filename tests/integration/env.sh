@@ -52,8 +52,9 @@ usage() {
 	exit 2
 }
 
-[ $# -eq 1 ] || usage
+[ $# -eq 1 ] || { [ $# -eq 2 ] && [ "$1" = register ]; } || usage
 CMD=$1
+ARG=${2:-}
 
 [ -n "${PST_DIR:-}" ] || die "PST_DIR is not set (an absolute directory)"
 case $PST_DIR in
@@ -608,8 +609,8 @@ case $CMD in
 	pg-stop) pg_stop ;;
 	pg-kill) pg_kill ;;
 	register) need_envfile
-		out=$(prosodyctl --config "$PCFG" register "${2:?register needs a user name}" "$DOMAIN" \
-			"$(file_val PST_PASSWORD)" 2>&1) || { echo "$out" >&2; die "prosodyctl register $2@$DOMAIN failed"; } ;;
+		out=$(prosodyctl --config "$PCFG" register "$ARG" "$DOMAIN" \
+			"$(file_val PST_PASSWORD)" 2>&1) || { echo "$out" >&2; die "prosodyctl register $ARG@$DOMAIN failed"; } ;;
 	-h|--help|help) usage ;;
 	*) echo "env.sh: unknown command '$CMD'" >&2; usage ;;
 esac
