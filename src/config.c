@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jid.h"
 #include "log.h"
 
 enum config_type { CF_STRING, CF_INT };
@@ -251,9 +252,12 @@ static int config_check(struct config *cfg, char **errmsg)
         *errmsg = xasprintf("default_max_items is greater than max_items_limit");
         return -1;
     }
-    if (cfg->component_jid[0] == '\0' || strchr(cfg->component_jid, '@') ||
-        strchr(cfg->component_jid, '/')) {
+    if (!jid_is_domain(cfg->component_jid)) {
         *errmsg = xasprintf("component_jid must be a domain JID");
+        return -1;
+    }
+    if (cfg->barrier_jid[0] && !jid_is_domain(cfg->barrier_jid)) {
+        *errmsg = xasprintf("barrier_jid must be a domain JID");
         return -1;
     }
     return 0;

@@ -147,8 +147,8 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT pubsub.dispatch_commit($1, $2, $3)"},
     [DB_DISPATCH_RELEASE] = {"dispatch_release", 1,
         "SELECT pg_advisory_unlock($1::bigint)"},
-    [DB_RECORD_BOUNCE] = {"record_bounce", 6,
-        "SELECT pubsub.record_bounce($1, $2, $3, $4, $5, $6)"},
+    [DB_RECORD_BOUNCE] = {"record_bounce", 7,
+        "SELECT pubsub.record_bounce($1, $2, $3, $4, $5, $6, $7)"},
     [DB_REDELIVERY_TAKE] = {"redelivery_take", 2,
         "SELECT node_id, seq, sub_id, jid, kind, item_id, payload, node, headline,"
         " deliver_payloads FROM pubsub.redelivery_take($1, $2)"},
@@ -707,7 +707,7 @@ static void db_group_done(struct db_conn *c)
             break; /* a callback closed the connection */
     }
     while ((x = db_queue_pop(&group)))
-        db_query_free(x);
+        db_query_abort(x, "database unavailable");
     if (prepares && c->state == DB_PREPARING &&
         (c->sent.head == NULL || c->sent.head->kind != DBQ_PREPARE))
         db_became_ready(c);

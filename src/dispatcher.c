@@ -225,7 +225,7 @@ static void dispatcher_release(struct dispatcher *d, struct dnode *n);
 
 static bool dispatcher_may_fetch(struct dispatcher *d, struct dnode *n)
 {
-    return !d->stopping && n->state == DN_READY && n->more && !n->gone &&
+    return !d->stopping && n->state == DN_READY && n->name != NULL && n->more && !n->gone &&
            n->batches < MAX_BATCHES_PER_NODE && link_can_take_more(&d->s->link);
 }
 
@@ -335,12 +335,15 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
  * link took nothing (it is going down). */
 static bool dispatcher_ping(struct dispatcher *d)
 {
-    char ping[256];
-    int len = snprintf(ping, sizeof ping,
-                       "<iq type='get' id='pb-%llu' from='%s' to='%s'><ping xmlns='" NS_PING
-                       "'/></iq>",
-                       d->open_barrier, d->s->cfg->component_jid, config_barrier_jid(d->s->cfg));
-    if (len <= 0 || (size_t)len >= sizeof ping || link_send(&d->s->link, ping, (size_t)len) != PS_OK)
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "<iq type='get' id='pb-%llu' from='", d->open_barrier);
+    buf_put_escaped(&b, d->s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, config_barrier_jid(d->s->cfg));
+    buf_puts(&b, "'><ping xmlns='" NS_PING "'/></iq>");
+    int rc = link_send(&d->s->link, b.data, b.len);
+    buf_free(&b);
+    if (rc != PS_OK)
         return false;
     d->inflight_barrier = d->open_barrier++;
     return true;
@@ -478,11 +481,10 @@ static void dispatcher_position_cb(void *arg, const PGresult *res, const char *e
             log_error("dispatcher: node %lld: reading position failed: %s", n->id, db_error(res));
         else if (res == NULL)
             log_debug("dispatcher: node %lld: reading position failed: %s", n->id, error);
-        /* Node vanished or query failed: let go of it. */
-        n->state = DN_READY;
+        /* Node vanished or query failed (a timeout included): let go of
+         * it; never fan out without a position. */
         n->more = false;
-        if (res)
-            dispatcher_release(d, n);
+        dispatcher_release(d, n);
         return;
     }
     n->committed_seq = n->sent_seq = db_int(res, 0, 0);

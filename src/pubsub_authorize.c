@@ -102,7 +102,7 @@ static void pubsub_authorize_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "' jid='");
     buf_put_escaped(&b, jid);
     buf_puts(&b, "' subscription='");
-    buf_puts(&b, state);
+    buf_put_escaped(&b, state);
     buf_puts(&b, "'/></event></message>");
     if (link_send(&call->s->link, b.data, b.len) != PS_OK)
         log_warn("node %s: approval notification to %s not sent", call->node, jid);
@@ -117,7 +117,7 @@ void pubsub_authorization_answer(struct server *s, const struct xnode *message,
 {
     const char *from = xnode_attr(message, "from");
     char *bare = from ? jid_bare(from) : NULL;
-    struct form f;
+    struct form f = {0};
     if (bare == NULL || form_parse(x, &f) != 0 || strcmp(f.type, "submit") != 0 ||
         f.form_type == NULL || strcmp(f.form_type, NS_SUBSCRIBE_AUTHORIZATION) != 0) {
         free(bare);

@@ -30,7 +30,7 @@ int pubsub_parse_config_form(struct server *s, struct iq_request **reqp, const s
     struct form f;
     const struct xmpp_error *err = NULL;
     const char *text = NULL;
-    char why[200];
+    char *why = NULL; /* whole field name: a cut could split a UTF-8 character */
     if (form_parse(x, &f) != 0) {
         err = &ERR_BAD_REQUEST;
         text = "malformed data form";
@@ -47,7 +47,7 @@ int pubsub_parse_config_form(struct server *s, struct iq_request **reqp, const s
         const char *bad = NULL;
         int rc = node_config_from_form(s->cfg, &f, json, &bad);
         if (rc != NODE_CONFIG_OK) {
-            snprintf(why, sizeof why, "%s field %s",
+            why = xasprintf("%s field %s",
                      rc == NODE_CONFIG_UNSUPPORTED ? "unsupported value in"
                      : rc == NODE_CONFIG_UNKNOWN   ? "unknown"
                                                    : "invalid value in",
@@ -64,6 +64,7 @@ int pubsub_parse_config_form(struct server *s, struct iq_request **reqp, const s
     if (err) {
         pubsub_reply_error(s, *reqp, err, text);
         *reqp = NULL;
+        free(why);
         form_free(&f);
         return -1;
     }

@@ -87,6 +87,10 @@ void pubsub_publish(struct server *s, struct iq_request *req, const struct stanz
         pubsub_reply_error(s, req, err, NULL);
         return;
     }
+    if (!xnode_prefixes_bound(payload)) {
+        pubsub_reply_error(s, req, &ERR_INVALID_PAYLOAD, "undeclared namespace prefix");
+        return;
+    }
     const char *item_id = xnode_attr(item, "id");
     if (item_id && !item_id_is_valid(item_id, (size_t)s->cfg->max_item_id_bytes)) {
         pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "invalid ItemID");

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "jid.h"
 #include "log.h"
 #include "notify.h"
 #include "server.h"
@@ -42,15 +43,21 @@ void redelivery_on_bounce(struct server *s, const char *id, const char *from,
     snprintf(u, sizeof u, "%lld", sub_id);
     snprintf(max, sizeof max, "%d", s->cfg->redelivery_max_attempts);
     snprintf(base, sizeof base, "%d", s->cfg->redelivery_base_ms);
-    char *why = xasprintf("%s from %s", condition ? condition : "error", from ? from : "?");
-    const char *params[] = {n, q, u, why, max, base};
+    char *origin = from ? jid_bare(from) : NULL;
+    if (origin == NULL) {
+        log_info("notification %s bounced without a valid sender: ignored", id);
+        return;
+    }
+    char *why = xasprintf("%s from %s", condition ? condition : "error", from);
+    const char *params[] = {n, q, u, why, max, base, origin};
     char *copy = xstrdup(id);
-    if (db_pool_submit(&s->pool, "redelivery", DB_RECORD_BOUNCE, 6, params, redelivery_bounce_cb,
+    if (db_pool_submit(&s->pool, "redelivery", DB_RECORD_BOUNCE, 7, params, redelivery_bounce_cb,
                        copy) != PS_OK) {
         log_warn("notification %s bounced (%s) while the database is unavailable", id, why);
         free(copy);
     }
     free(why);
+    free(origin);
 }
 
 /* Sends the retries the database handed out. */
@@ -62,6 +69,7 @@ static void redelivery_take_cb(void *arg, const PGresult *res, const char *error
         return;
     }
     struct buf msg = BUF_INIT;
+    bool unsent = false;
     for (int i = 0; i < PQntuples(res); i++) {
         struct notify_event e = {db_value(res, i, 7), db_int(res, i, 0), db_int(res, i, 1),
                                  notify_kind_parse(db_value(res, i, 4)),
@@ -73,14 +81,17 @@ static void redelivery_take_cb(void *arg, const PGresult *res, const char *error
                             db_value(res, i, 2), db_value(res, i, 8)[0] == 't');
         notify_event_body(&msg, &e);
         buf_puts(&msg, "</message>");
-        if (link_send(&s->link, msg.data, msg.len) != PS_OK)
+        if (link_send(&s->link, msg.data, msg.len) != PS_OK) {
             log_warn("redelivery: retry of ps-%lld-%lld-%s not written: link down or full", e.node_id,
                      e.seq, db_value(res, i, 2));
-        else
+            unsent = true;
+        } else
             log_info("redelivery: retried ps-%lld-%lld-%s to %s", e.node_id, e.seq,
                      db_value(res, i, 2), db_value(res, i, 3));
     }
     buf_free(&msg);
+    if (unsent) /* not written: due again, rather than counted as delivered */
+        redelivery_link_ready(s);
 }
 
 static void redelivery_quiet_cb(void *arg, const PGresult *res, const char *error)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "disco.h"
+#include "jid.h"
 #include "dispatcher.h"
 #include "log.h"
 #include "mam.h"
@@ -25,8 +26,13 @@ static void service_handle_iq(struct server *s, struct stanza *st)
     const char *type = xnode_attr(iq, "type");
     const char *id = xnode_attr(iq, "id");
     if (type && (strcmp(type, "result") == 0 || strcmp(type, "error") == 0)) {
-        if (id)
+        /* Only the server's own answer is a barrier: a client could
+         * otherwise confirm a batch the server never took. */
+        const char *from = xnode_attr(iq, "from");
+        char *bare = from ? jid_bare(from) : NULL;
+        if (id && bare && strcmp(bare, config_barrier_jid(s->cfg)) == 0)
             dispatcher_on_iq_reply(s->dispatcher, id, strcmp(type, "result") == 0);
+        free(bare);
         return;
     }
     if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {

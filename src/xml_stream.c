@@ -15,6 +15,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
+/* A stanza with elements nested deeper than this is dropped. */
+#define XS_MAX_DEPTH 256
+
 struct xml_stream {
     XML_Parser parser;
     size_t max_stanza;
@@ -27,6 +32,8 @@ struct xml_stream {
     struct xnode *stanza;  /* stanza under construction */
     struct xnode *current; /* innermost open element */
     bool stanza_has_comment;
+    int skipping;          /* open elements beyond XS_MAX_DEPTH */
+    bool stanza_too_deep;  /* the open stanza had some: drop it */
     long long stanza_start;
     long long fed;         /* total bytes given to expat */
     struct buf pending;
@@ -45,11 +52,22 @@ static void xs_fail(struct xml_stream *xs, int status, const char *msg)
     XML_StopParser(xs->parser, XML_FALSE);
 }
 
+/* expat has refused duplicate attributes already: append without a search
+ * (a search per attribute would be quadratic in their number). */
 static struct xnode *xs_make_element(const char *name, const char **attrs)
 {
     struct xnode *n = xnode_new_element(name);
-    for (int i = 0; attrs[i]; i += 2)
-        xnode_set_attr(n, attrs[i], attrs[i + 1]);
+    int count = 0;
+    while (attrs[2 * count])
+        count++;
+    if (count) {
+        n->attrs = xcalloc((size_t)count, sizeof *n->attrs);
+        for (int i = 0; i < count; i++) {
+            n->attrs[i].name = xstrdup(attrs[2 * i]);
+            n->attrs[i].value = xstrdup(attrs[2 * i + 1]);
+        }
+        n->nattrs = count;
+    }
     return n;
 }
 
@@ -70,6 +88,13 @@ static void XMLCALL xs_start(void *ud, const char *name, const char **attrs)
         }
         if (xs->on_header && xs->on_header(xs->arg, xs->root) != 0)
             xs_fail(xs, XS_STOPPED, "stopped after stream header");
+        return;
+    }
+    if (xs->depth >= XS_MAX_DEPTH) {
+        /* Deeper than any real stanza (the tree code recurses per level):
+         * the elements are not built and the stanza is dropped at its end. */
+        xs->skipping++;
+        xs->depth++;
         return;
     }
     struct xnode *n = xs_make_element(name, attrs);
@@ -115,6 +140,11 @@ static void XMLCALL xs_end(void *ud, const char *name)
     if (xs->status != XS_OK)
         return;
     xs->depth--;
+    if (xs->skipping > 0) {
+        xs->skipping--;
+        xs->stanza_too_deep = true;
+        return;
+    }
     if (xs->depth == 0) {
         xs_fail(xs, XS_CLOSED, "stream closed by peer");
         return;
@@ -132,6 +162,14 @@ static void XMLCALL xs_end(void *ud, const char *name)
             xs_fail(xs, XS_ERR_TOO_BIG, msg);
             return;
         }
+        if (xs->stanza_too_deep) {
+            log_warn("stanza nested deeper than %d elements: dropped", XS_MAX_DEPTH);
+            xnode_free(xs->stanza);
+            xs->stanza = NULL;
+            xs->current = NULL;
+            xs->stanza_too_deep = false;
+            return;
+        }
         xs_deliver_stanza(xs);
         return;
     }
@@ -141,7 +179,7 @@ static void XMLCALL xs_end(void *ud, const char *name)
 static void XMLCALL xs_text(void *ud, const char *s, int len)
 {
     struct xml_stream *xs = ud;
-    if (xs->status != XS_OK || xs->depth < 2)
+    if (xs->status != XS_OK || xs->depth < 2 || xs->skipping > 0)
         return; /* whitespace between stanzas */
     xnode_append_text(xs->current, s, (size_t)len);
 }

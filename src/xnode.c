@@ -298,18 +298,14 @@ static void xnode_collect_outer_prefixes(const struct xnode *n,
                                          const struct xnode *top,
                                          struct buf *decls)
 {
-    const char *names[64];
-    int count = 0;
-    names[count++] = n->name;
-    for (int i = 0; i < n->nattrs && count < 64; i++)
-        names[count++] = n->attrs[i].name;
-    for (int i = 0; i < count; i++) {
-        if (!name_needs_outer_prefix(names[i], n, top))
+    for (int i = -1; i < n->nattrs; i++) {
+        const char *name = i < 0 ? n->name : n->attrs[i].name;
+        if (!name_needs_outer_prefix(name, n, top))
             continue;
-        size_t plen = (size_t)(strchr(names[i], ':') - names[i]);
-        char *decl = xasprintf(" xmlns:%.*s='", (int)plen, names[i]);
+        size_t plen = (size_t)(strchr(name, ':') - name);
+        char *decl = xasprintf(" xmlns:%.*s='", (int)plen, name);
         if (strstr(decls->data ? decls->data : "", decl) == NULL) {
-            const char *uri = xnode_lookup_ns(top->parent, names[i], plen);
+            const char *uri = xnode_lookup_ns(top->parent, name, plen);
             buf_puts(decls, decl);
             buf_put_escaped(decls, uri ? uri : "");
             buf_puts(decls, "'");
@@ -319,6 +315,25 @@ static void xnode_collect_outer_prefixes(const struct xnode *n,
     for (struct xnode *c = n->first; c; c = c->next)
         if (c->name)
             xnode_collect_outer_prefixes(c, top, decls);
+}
+
+bool xnode_prefixes_bound(const struct xnode *n)
+{
+    for (int i = -1; i < n->nattrs; i++) {
+        const char *name = i < 0 ? n->name : n->attrs[i].name;
+        const char *colon = strchr(name, ':');
+        if (colon == NULL)
+            continue;
+        size_t plen = (size_t)(colon - name);
+        if ((plen == 3 && memcmp(name, "xml", 3) == 0) || (plen == 5 && memcmp(name, "xmlns", 5) == 0))
+            continue;
+        if (xnode_lookup_ns(n, name, plen) == NULL)
+            return false;
+    }
+    for (struct xnode *c = n->first; c; c = c->next)
+        if (c->name && !xnode_prefixes_bound(c))
+            return false;
+    return true;
 }
 
 void xnode_serialize_standalone(const struct xnode *n, struct buf *out)

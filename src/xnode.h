@@ -66,6 +66,9 @@ void xnode_serialize(const struct xnode *n, struct buf *out);
 /* Serialises n so that it stands alone: declarations for the default
  * namespace and every prefix it uses but inherits are added on n. */
 void xnode_serialize_standalone(const struct xnode *n, struct buf *out);
+/* True when every namespace prefix used in n's subtree is declared (on n,
+ * inside it, or on an ancestor). */
+bool xnode_prefixes_bound(const struct xnode *n);
 /* True when the raw text of n stands alone: n declares its default
  * namespace and every prefix used in the subtree is declared inside it. */
 bool xnode_is_self_contained(const struct xnode *n);

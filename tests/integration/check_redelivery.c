@@ -1025,6 +1025,49 @@ START_TEST(test_redrive_delivers)
 }
 END_TEST
 
+/* 7. Forged bounces are not believed: a bounce must name a subscription of
+ * the node it names and come from that subscriber.  alice cannot obtain
+ * another node's items by "bouncing" them onto her own subscription, and
+ * eve cannot make pubsubd retry alice's notifications. */
+START_TEST(test_forged_bounce_ignored)
+{
+    struct fixture f;
+    fixture_up(&f);
+    char *victim;
+    long long victim_id = create_node(&f, &victim);
+    char *child = h_strf("<publish node='%s'><item id='secret'><s xmlns='" NS_ENTRY
+                         "'>secret</s></item></publish>", victim);
+    xmpp_stanza_t *r = pubsub_iq(&f, f.owner, "set", H_NS_PUBSUB, child);
+    h_assert_result(f.proc, r, "publish to the victim node");
+    xmpp_stanza_release(r);
+    free(child);
+    publish(&f, 1);
+    xmpp_stanza_release(expect_notification(&f, h_now_ms() + PROMPT_MS, 1, 1));
+
+    /* alice: victim's seq 1 "bounced" on her own subscription. */
+    char *xml = h_strf("<message type='error' to='%s' id='ps-%lld-1-%lld'><error type='cancel'>"
+                       "<service-unavailable xmlns='" H_NS_STANZAS "'/></error></message>",
+                       f.jid, victim_id, f.alice_sub);
+    h_send(f.alice, xml);
+    free(xml);
+    /* eve: alice's own notification "bounced". */
+    xml = h_strf("<message type='error' to='%s' id='ps-%lld-1-%lld'><error type='cancel'>"
+                 "<service-unavailable xmlns='" H_NS_STANZAS "'/></error></message>",
+                 f.jid, f.node_id, f.alice_sub);
+    h_send(f.eve, xml);
+    free(xml);
+    /* A ping through each sender makes sure pubsubd read both messages, then
+     * a few janitor ticks pass. */
+    xmpp_stanza_release(pubsub_iq(&f, f.alice, "get", H_NS_PUBSUB, "<subscriptions/>"));
+    xmpp_stanza_release(pubsub_iq(&f, f.eve, "get", H_NS_PUBSUB, "<subscriptions/>"));
+    h_pump(5 * POLL_MS);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM pubsub.redelivery"), 0);
+    assert_alice_silent(&f, SILENCE_MS, "after forged bounces");
+    free(victim);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -1042,6 +1085,7 @@ static Suite *redelivery_suite(void)
     suite_add_tcase(s, tcase("command_protocol", test_command_protocol));
     suite_add_tcase(s, tcase("unreachable_do_not_slow", test_unreachable_do_not_slow));
     suite_add_tcase(s, tcase("redrive_delivers", test_redrive_delivers));
+    suite_add_tcase(s, tcase("forged_bounce_ignored", test_forged_bounce_ignored));
     return s;
 }
 

@@ -1228,6 +1228,46 @@ START_TEST(test_ns_recorded_payload)
 }
 END_TEST
 
+/* A stanza nested deeper than any real one is dropped whole, without
+ * building its tree; the stream and the next stanza go on. */
+static int count_cb(void *arg, struct stanza *st)
+{
+    int *n = arg;
+    ck_assert_str_eq(st->el->name, "iq");
+    (*n)++;
+    return 0;
+}
+
+START_TEST(test_too_deep_dropped)
+{
+    int n = 0;
+    struct xml_stream *xs = xml_stream_new(1 << 20, NULL, count_cb, &n);
+    ck_assert_int_eq(xml_stream_feed(xs, HEADER, strlen(HEADER)), XS_OK);
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message>");
+    for (int i = 0; i < 5000; i++)
+        buf_puts(&b, "<a>");
+    buf_puts(&b, "text");
+    for (int i = 0; i < 5000; i++)
+        buf_puts(&b, "</a>");
+    buf_puts(&b, "</message><iq type='get' id='after'/>");
+    ck_assert_int_eq(xml_stream_feed(xs, b.data, b.len), XS_OK);
+    ck_assert_int_eq(n, 1); /* only the iq */
+    /* 200 levels is still a stanza. */
+    buf_reset(&b);
+    buf_puts(&b, "<iq type='get' id='deep'>");
+    for (int i = 0; i < 200; i++)
+        buf_puts(&b, "<a>");
+    for (int i = 0; i < 200; i++)
+        buf_puts(&b, "</a>");
+    buf_puts(&b, "</iq>");
+    ck_assert_int_eq(xml_stream_feed(xs, b.data, b.len), XS_OK);
+    ck_assert_int_eq(n, 2);
+    buf_free(&b);
+    xml_stream_free(xs);
+}
+END_TEST
+
 static Suite *xml_stream_suite(void)
 {
     Suite *s = suite_create("xml_stream");
@@ -1259,6 +1299,7 @@ static Suite *xml_stream_suite(void)
         {"ns_prefix_declared_inside", test_ns_prefix_declared_inside},
         {"ns_prefixed_root_default_child", test_ns_prefixed_root_default_child},
         {"ns_recorded_payload", test_ns_recorded_payload},
+        {"too_deep_dropped", test_too_deep_dropped},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
