@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "jid.h"
 #include "log.h"
 
 struct status_error {
@@ -51,6 +52,23 @@ bool pubsub_reply_status(struct server *s, const struct iq_request *req, const c
     log_error("iq %s: unknown status \"%s\" from the database", req->id, status);
     (void)stanza_reply_error(&s->link, req, &ERR_INTERNAL, NULL);
     return true;
+}
+
+const char *pubsub_require_node(struct server *s, struct iq_request **reqp, const struct xnode *el)
+{
+    const char *node = xnode_attr(el, "node");
+    if (node == NULL || *node == '\0') {
+        pubsub_reply_error(s, *reqp, &ERR_NODEID_REQUIRED, NULL);
+        *reqp = NULL;
+        return NULL;
+    }
+    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
+        /* No such node can exist. */
+        pubsub_reply_error(s, *reqp, &ERR_ITEM_NOT_FOUND, NULL);
+        *reqp = NULL;
+        return NULL;
+    }
+    return node;
 }
 
 void pubsub_reply_error(struct server *s, struct iq_request *req, const struct xmpp_error *err,

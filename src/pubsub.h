@@ -55,6 +55,10 @@ void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams
 /* Answers with the XEP-0060 error that a status word from SQL names.
  * Returns false when status is "ok" (nothing sent). */
 bool pubsub_reply_status(struct server *s, const struct iq_request *req, const char *status);
+/* The request element's 'node' attribute, or NULL after answering
+ * nodeid-required (missing) or item-not-found (not a valid NodeID); then
+ * *reqp is freed and set to NULL.  Borrowed from el. */
+const char *pubsub_require_node(struct server *s, struct iq_request **reqp, const struct xnode *el);
 /* Answers and frees req. */
 void pubsub_reply_error(struct server *s, struct iq_request *req, const struct xmpp_error *err,
                         const char *text);

@@ -11,8 +11,6 @@
 #include "pubsub.h"
 #include "rsm.h"
 
-static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
-                                                      NULL};
 static const struct xmpp_error ERR_NOT_ACCEPTABLE = {"modify", "not-acceptable", NULL, NULL};
 
 static const char *const affiliations[] = {"owner", "publisher", "publish-only", "member",
@@ -76,16 +74,23 @@ static void list_set(struct pubsub_call *call, struct buf *b, const PGresult *re
 
 /* ---- the entity's own ------------------------------------------------- */
 
+/* <pubsub><LIST [node='N']> of an entity's own list. */
+static void own_list_open(struct buf *b, const char *list, const char *node)
+{
+    buf_puts(b, "<pubsub xmlns='" NS_PUBSUB "'><");
+    buf_puts(b, list);
+    if (node) {
+        buf_puts(b, " node='");
+        buf_put_escaped(b, node);
+        buf_puts(b, "'");
+    }
+    buf_puts(b, ">");
+}
+
 static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res)
 {
     struct buf b = BUF_INIT;
-    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><subscriptions");
-    if (call->node) {
-        buf_puts(&b, " node='");
-        buf_put_escaped(&b, call->node);
-        buf_puts(&b, "'");
-    }
-    buf_puts(&b, ">");
+    own_list_open(&b, "subscriptions", call->node);
     for (int i = 0; i < PQntuples(res); i++) {
         buf_puts(&b, "<subscription node='");
         buf_put_escaped(&b, db_value(res, i, 0));
@@ -107,13 +112,7 @@ static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res
 static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
 {
     struct buf b = BUF_INIT;
-    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><affiliations");
-    if (call->node) {
-        buf_puts(&b, " node='");
-        buf_put_escaped(&b, call->node);
-        buf_puts(&b, "'");
-    }
-    buf_puts(&b, ">");
+    own_list_open(&b, "affiliations", call->node);
     for (int i = 0; i < PQntuples(res); i++) {
         buf_puts(&b, "<affiliation node='");
         buf_put_escaped(&b, db_value(res, i, 0));
@@ -295,15 +294,9 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
 void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xnode *el,
                        bool subscriptions)
 {
-    const char *node = xnode_attr(el, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+    const char *node = pubsub_require_node(s, &req, el);
+    if (node == NULL)
         return;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        return;
-    }
     if (!req->is_set) {
         char limit[24];
         char *after = NULL;

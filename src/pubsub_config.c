@@ -11,8 +11,6 @@
 #include "node_config.h"
 #include "pubsub.h"
 
-static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
-                                                      NULL};
 static const struct xmpp_error ERR_PRECONDITION = {"cancel", "conflict", "precondition-not-met",
                                                    NULL};
 static const struct xmpp_error ERR_NOT_ACCEPTABLE = {"modify", "not-acceptable", NULL, NULL};
@@ -103,26 +101,9 @@ static void pubsub_configure_done(struct pubsub_call *call, const PGresult *res)
     dispatcher_wake(call->s->dispatcher, db_int(res, 0, 1));
 }
 
-static const char *owner_node_attr(struct server *s, struct iq_request **reqp,
-                                   const struct xnode *el)
-{
-    const char *node = xnode_attr(el, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, *reqp, &ERR_NODEID_REQUIRED, NULL);
-        *reqp = NULL;
-        return NULL;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, *reqp, &ERR_ITEM_NOT_FOUND, NULL);
-        *reqp = NULL;
-        return NULL;
-    }
-    return node;
-}
-
 void pubsub_configure(struct server *s, struct iq_request *req, const struct xnode *configure)
 {
-    const char *node = owner_node_attr(s, &req, configure);
+    const char *node = pubsub_require_node(s, &req, configure);
     if (node == NULL)
         return;
     if (!req->is_set) {
@@ -187,7 +168,7 @@ static void pubsub_purge_done(struct pubsub_call *call, const PGresult *res)
 
 void pubsub_purge(struct server *s, struct iq_request *req, const struct xnode *purge)
 {
-    const char *node = owner_node_attr(s, &req, purge);
+    const char *node = pubsub_require_node(s, &req, purge);
     if (node == NULL)
         return;
     if (!req->is_set) {

@@ -9,8 +9,6 @@
 #include "pubsub.h"
 #include "rsm.h"
 
-static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
-                                                      NULL};
 
 /* Appends the <item/> of row i (columns item_id 1, payload 3). */
 static void pubsub_item_xml(struct buf *b, const PGresult *res, int i)
@@ -27,9 +25,9 @@ static void pubsub_item_xml(struct buf *b, const PGresult *res, int i)
     buf_puts(b, "</item>");
 }
 
-/* Result of a paged retrieval: items, then the result set (first and last
- * are seqs: stable positions a consumer can resume after). */
-static void pubsub_items_page_done(struct pubsub_call *call, const PGresult *res)
+/* The items of a retrieval; with `paged`, the result set follows (first
+ * and last are seqs: stable positions a consumer can resume after). */
+static void pubsub_items_reply(struct pubsub_call *call, const PGresult *res, bool paged)
 {
     int rows = PQntuples(res);
     if (rows == 0) {
@@ -45,11 +43,17 @@ static void pubsub_items_page_done(struct pubsub_call *call, const PGresult *res
     for (int i = 1; i < rows; i++)
         pubsub_item_xml(&b, res, i);
     buf_puts(&b, "</items>");
-    rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL, rows > 1 ? db_value(res, rows - 1, 4) : NULL,
-              db_int(res, 0, 5));
+    if (paged)
+        rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL,
+                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5));
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
+}
+
+static void pubsub_items_page_done(struct pubsub_call *call, const PGresult *res)
+{
+    pubsub_items_reply(call, res, true);
 }
 
 /* A position from a result set request: a seq we issued. */
@@ -90,36 +94,15 @@ static void pubsub_items_paged(struct server *s, struct iq_request *req, const c
 
 static void pubsub_items_done(struct pubsub_call *call, const PGresult *res)
 {
-    int rows = PQntuples(res);
-    if (rows == 0) {
-        (void)stanza_reply_error(&call->s->link, call->req, &ERR_INTERNAL, NULL);
-        return;
-    }
-    if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
-        return;
-    struct buf b = BUF_INIT;
-    buf_puts(&b, "<pubsub xmlns='" NS_PUBSUB "'><items node='");
-    buf_put_escaped(&b, call->node);
-    buf_puts(&b, "'>");
-    for (int i = 1; i < rows; i++)
-        pubsub_item_xml(&b, res, i);
-    buf_puts(&b, "</items></pubsub>");
-    (void)stanza_reply_result(&call->s->link, call->req, b.data);
-    buf_free(&b);
+    pubsub_items_reply(call, res, false);
 }
 
 void pubsub_items(struct server *s, struct iq_request *req, const struct xnode *items,
                   const struct xnode *pubsub)
 {
-    const char *node = xnode_attr(items, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+    const char *node = pubsub_require_node(s, &req, items);
+    if (node == NULL)
         return;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        return;
-    }
     struct rsm_request rsm;
     if (rsm_parse(pubsub, &rsm) != 0) {
         rsm_free(&rsm);

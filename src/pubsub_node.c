@@ -12,8 +12,6 @@
 #include "node_config.h"
 #include "pubsub.h"
 
-static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
-                                                      NULL};
 static const struct xmpp_error ERR_NODEID_INVALID = {"modify", "not-acceptable", NULL, NULL};
 
 static void pubsub_create_done(struct pubsub_call *call, const PGresult *res)
@@ -90,15 +88,9 @@ static void pubsub_delete_done(struct pubsub_call *call, const PGresult *res)
 
 void pubsub_delete(struct server *s, struct iq_request *req, const struct xnode *del)
 {
-    const char *node = xnode_attr(del, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+    const char *node = pubsub_require_node(s, &req, del);
+    if (node == NULL)
         return;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        return;
-    }
     struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_delete_done);
     const char *params[] = {call->node, req->from_bare};
     pubsub_call_submit(call, DB_DELETE_NODE, 2, params);

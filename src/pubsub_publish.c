@@ -15,8 +15,6 @@
 #include "node_config.h"
 #include "pubsub.h"
 
-static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
-                                                      NULL};
 static const struct xmpp_error ERR_ITEM_REQUIRED = {"modify", "bad-request", "item-required", NULL};
 static const struct xmpp_error ERR_PAYLOAD_REQUIRED = {"modify", "bad-request", "payload-required",
                                                        NULL};
@@ -62,15 +60,9 @@ static void pubsub_publish_done(struct pubsub_call *call, const PGresult *res)
 void pubsub_publish(struct server *s, struct iq_request *req, const struct stanza *st,
                     const struct xnode *publish, const struct xnode *pubsub)
 {
-    const char *node = xnode_attr(publish, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+    const char *node = pubsub_require_node(s, &req, publish);
+    if (node == NULL)
         return;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        return;
-    }
     const struct xnode *item = xnode_child(publish, "item", NS_PUBSUB);
     if (item == NULL) {
         pubsub_reply_error(s, req, &ERR_ITEM_REQUIRED, NULL);
@@ -153,15 +145,9 @@ static void pubsub_retract_done(struct pubsub_call *call, const PGresult *res)
 
 void pubsub_retract(struct server *s, struct iq_request *req, const struct xnode *retract)
 {
-    const char *node = xnode_attr(retract, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+    const char *node = pubsub_require_node(s, &req, retract);
+    if (node == NULL)
         return;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        return;
-    }
     const struct xnode *item = xnode_child(retract, "item", NS_PUBSUB);
     const char *item_id = item ? xnode_attr(item, "id") : NULL;
     if (item_id == NULL || *item_id == '\0') {

@@ -14,8 +14,6 @@
 
 #define NS_SUBSCRIBE_OPTIONS "http://jabber.org/protocol/pubsub#subscribe_options"
 
-static const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required",
-                                                      NULL};
 static const struct xmpp_error ERR_INVALID_JID = {"modify", "bad-request", "invalid-jid", NULL};
 static const struct xmpp_error ERR_JID_REQUIRED = {"modify", "bad-request", "jid-required", NULL};
 static const struct xmpp_error ERR_INVALID_OPTIONS = {"modify", "bad-request", "invalid-options",
@@ -156,18 +154,10 @@ static char *subscription_target(struct server *s, struct iq_request **reqp,
                                  const struct xnode *el, const char **node,
                                  const struct xmpp_error *jid_mismatch)
 {
+    *node = pubsub_require_node(s, reqp, el);
+    if (*node == NULL)
+        return NULL;
     struct iq_request *req = *reqp;
-    *node = xnode_attr(el, "node");
-    if (*node == NULL || **node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
-        *reqp = NULL;
-        return NULL;
-    }
-    if (!node_id_is_valid(*node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        *reqp = NULL;
-        return NULL;
-    }
     const char *jid = xnode_attr(el, "jid");
     if (jid == NULL || *jid == '\0') {
         pubsub_reply_error(s, req, &ERR_JID_REQUIRED, NULL);
@@ -317,15 +307,9 @@ static void options_set_done(struct pubsub_call *call, const PGresult *res)
 
 void pubsub_options(struct server *s, struct iq_request *req, const struct xnode *options)
 {
-    const char *node = xnode_attr(options, "node");
-    if (node == NULL || *node == '\0') {
-        pubsub_reply_error(s, req, &ERR_NODEID_REQUIRED, NULL);
+    const char *node = pubsub_require_node(s, &req, options);
+    if (node == NULL)
         return;
-    }
-    if (!node_id_is_valid(node, (size_t)s->cfg->max_node_id_bytes)) {
-        pubsub_reply_error(s, req, &ERR_ITEM_NOT_FOUND, NULL);
-        return;
-    }
     const char *jid = xnode_attr(options, "jid");
     char *norm = jid ? jid_normalize(jid) : NULL;
     if (norm == NULL) {

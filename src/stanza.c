@@ -16,6 +16,7 @@ const struct xmpp_error ERR_ITEM_NOT_FOUND = {"cancel", "item-not-found", NULL, 
 const struct xmpp_error ERR_FORBIDDEN = {"auth", "forbidden", NULL, NULL};
 const struct xmpp_error ERR_INTERNAL = {"wait", "internal-server-error", NULL, NULL};
 const struct xmpp_error ERR_WAIT = {"wait", "resource-constraint", NULL, NULL};
+const struct xmpp_error ERR_NODEID_REQUIRED = {"modify", "bad-request", "nodeid-required", NULL};
 
 struct iq_request *iq_request_new(const struct xnode *iq)
 {

@@ -71,5 +71,6 @@ extern const struct xmpp_error ERR_ITEM_NOT_FOUND;
 extern const struct xmpp_error ERR_FORBIDDEN;
 extern const struct xmpp_error ERR_INTERNAL;
 extern const struct xmpp_error ERR_WAIT; /* storage unavailable */
+extern const struct xmpp_error ERR_NODEID_REQUIRED;
 
 #endif
