@@ -186,6 +186,7 @@ static const char *const db_state_names[] = {
 
 static void db_on_io(struct loop *loop, int fd, int events, void *arg);
 static void db_timer_fired(struct loop *loop, void *arg);
+static void db_fail_later(struct db_conn *c, const char *why);
 static void db_fail(struct db_conn *c, const char *why);
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -362,6 +363,11 @@ static void db_fail(struct db_conn *c, const char *why)
         return;
     log_warn("database %s: connection lost: %s", c->label, why);
     db_drop(c, "database unavailable", true);
+}
+
+void db_conn_reset(struct db_conn *c, const char *why)
+{
+    db_fail_later(c, why);
 }
 
 void db_conn_close(struct db_conn *c, const char *why)

@@ -128,6 +128,10 @@ static inline int db_conn_outstanding(const struct db_conn *c)
 {
     return c->waiting.count + c->sent.count;
 }
+/* Drops the connection and reconnects (from the timer, never inside the
+ * caller's call): outstanding callbacks run with an error, session state
+ * (advisory locks, LISTEN) is gone. */
+void db_conn_reset(struct db_conn *c, const char *why);
 /* Closes the connection: outstanding callbacks run with an error. */
 void db_conn_close(struct db_conn *c, const char *why);
 void db_conn_free(struct db_conn *c);

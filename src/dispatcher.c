@@ -157,10 +157,15 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
     struct dispatcher *d = arg;
     d->claim_in_flight = false;
     if (res == NULL || !db_ok(res)) {
-        if (res)
+        if (res) {
             log_error("dispatcher: claim failed: %s", db_error(res));
-        else
-            log_debug("dispatcher: claim failed: %s", error);
+        } else if (d->db.state == DB_READY) {
+            /* Timed out: the statement may still take locks we would never
+             * know about, keeping those nodes from every dispatcher.  A new
+             * session drops them. */
+            log_warn("dispatcher: claim failed (%s): resetting the connection", error);
+            db_conn_reset(&d->db, "claim timed out");
+        }
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {

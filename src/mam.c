@@ -38,9 +38,13 @@ static bool mam_is_datetime(const char *s)
 {
     int y, mo, d, h, mi, sec;
     char t;
-    return strlen(s) >= 20 && sscanf(s, "%4d-%2d-%2d%c%2d:%2d:%2d", &y, &mo, &d, &t, &h, &mi, &sec) == 7 &&
-           t == 'T' && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 &&
-           sec <= 60 && strspn(s, "0123456789-:.TZ+") == strlen(s);
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (strlen(s) < 20 || strspn(s, "0123456789-:.TZ+") != strlen(s) ||
+        sscanf(s, "%4d-%2d-%2d%c%2d:%2d:%2d", &y, &mo, &d, &t, &h, &mi, &sec) != 7 || t != 'T' ||
+        mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60 || d > days[mo - 1])
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return !(mo == 2 && d == 29 && !leap);
 }
 
 static bool mam_is_seq(const char *s)

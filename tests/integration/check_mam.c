@@ -953,6 +953,11 @@ START_TEST(test_errors)
     query_error(&f, f.alice, node, FIELD("start", "yesterday"), NULL, "modify", "bad-request");
     query_error(&f, f.alice, node, FIELD("end", "2024-13-01T00:00:00Z"), NULL, "modify",
                 "bad-request");
+    /* Well-formed but not a date: the service says so, not its database. */
+    query_error(&f, f.alice, node, FIELD("start", "2025-02-29T00:00:00Z"), NULL, "modify",
+                "bad-request");
+    query_error(&f, f.alice, node, FIELD("end", "2024-04-31T12:00:00Z"), NULL, "modify",
+                "bad-request");
 
     /* The same node still answers. */
     struct page pg;
