@@ -160,6 +160,8 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, seq, jid, attempts, last_error, item_id"
         " FROM pubsub.dead_letters($1, $2, $3)"},
     [DB_REDRIVE] = {"redrive", 2, "SELECT status, count FROM pubsub.redrive($1, $2)"},
+    [DB_TAKE_OWNER_NOTICES] = {"take_owner_notices", 1,
+        "SELECT owner, node, jid, subid, state FROM pubsub.take_owner_notices($1)"},
 };
 
 enum db_query_kind { DBQ_STATEMENT, DBQ_PREPARE };

@@ -59,6 +59,7 @@ enum db_stmt {
     DB_EXPIRE_EVENTS,
     DB_DEAD_LETTERS,
     DB_REDRIVE,
+    DB_TAKE_OWNER_NOTICES,
     DB_STMT_COUNT
 };
 

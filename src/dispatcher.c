@@ -24,6 +24,7 @@
 #include "db.h"
 #include "log.h"
 #include "notify.h"
+#include "pubsub.h"
 #include "redelivery.h"
 #include "server.h"
 #include "stanza.h"
@@ -693,6 +694,10 @@ static void dispatcher_on_notify(void *arg, const char *channel, const char *pay
 {
     struct dispatcher *d = arg;
     (void)channel;
+    if (payload && strcmp(payload, "notice") == 0) {
+        pubsub_owner_notices_take(d->s); /* a subscription changed (notify_sub) */
+        return;
+    }
     char *end;
     long long id = strtoll(payload ? payload : "0", &end, 10);
     if (id <= 0)
@@ -773,6 +778,7 @@ static void dispatcher_poll(struct loop *loop, void *arg)
     struct dispatcher *d = arg;
     dispatcher_expire(d);
     redelivery_tick(d->s);
+    pubsub_owner_notices_take(d->s); /* safety net for a lost NOTIFY */
     if (d->batches && loop_now_ms() - d->batches->sent_ms > BARRIER_TIMEOUT_MS &&
         !d->batches->committing) {
         log_error("dispatcher: barrier %llu unanswered for %d ms", d->batches->barrier,

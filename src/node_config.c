@@ -26,8 +26,8 @@ struct node_option {
     const char *const *implemented;  /* OPT_LIST: the ones that work (NULL: all) */
 };
 
-/* Booleans whose true value is not implemented. */
-static const char *const only_false_columns[] = {"notify_sub", NULL};
+/* Booleans whose true value is not implemented (none at present). */
+static const char *const only_false_columns[] = {NULL};
 
 static const char *const access_models[] = {"authorize", "open", "presence", "roster",
                                             "whitelist", NULL};

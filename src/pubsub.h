@@ -91,6 +91,8 @@ void pubsub_send_approval_requests(struct server *s, const char *owners, const c
  * to jid.  Borrows its arguments. */
 void pubsub_send_subscription_state(struct server *s, const char *node, const char *jid,
                                     const char *state);
+/* Sends the queued pubsub#notify_sub notifications (schema 024). */
+void pubsub_owner_notices_take(struct server *s);
 void pubsub_authorization_answer(struct server *s, const struct xnode *message,
                                  const struct xnode *x);
 /* Default subscription options (§6.4). */

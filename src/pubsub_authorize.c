@@ -60,24 +60,67 @@ void pubsub_send_approval_requests(struct server *s, const char *owners, const c
     }
 }
 
-void pubsub_send_subscription_state(struct server *s, const char *node, const char *jid,
-                                    const char *state)
+/* <message to><event><subscription node jid subscription [subid]/></event>:
+ * a subscription's state, for its subscriber (§8.6.3) or the node's
+ * owners (pubsub#notify_sub, §8.8.4).  Borrows everything. */
+static void send_subscription_notice(struct server *s, const char *to, const char *node,
+                                     const char *jid, const char *state, const char *subid)
 {
     struct buf b = BUF_INIT;
     buf_puts(&b, "<message from='");
     buf_put_escaped(&b, s->cfg->component_jid);
     buf_puts(&b, "' to='");
-    buf_put_escaped(&b, jid);
+    buf_put_escaped(&b, to);
     buf_puts(&b, "'><event xmlns='" NS_PUBSUB_EVENT "'><subscription node='");
     buf_put_escaped(&b, node);
     buf_puts(&b, "' jid='");
     buf_put_escaped(&b, jid);
     buf_puts(&b, "' subscription='");
     buf_put_escaped(&b, state);
+    if (subid && *subid) {
+        buf_puts(&b, "' subid='");
+        buf_put_escaped(&b, subid);
+    }
     buf_puts(&b, "'/></event></message>");
     if (link_send(&s->link, b.data, b.len) != PS_OK)
-        log_warn("node %s: subscription state notification to %s not sent", node, jid);
+        log_warn("node %s: subscription notification to %s not sent", node, to);
     buf_free(&b);
+}
+
+void pubsub_send_subscription_state(struct server *s, const char *node, const char *jid,
+                                    const char *state)
+{
+    send_subscription_notice(s, jid, node, jid, state, NULL);
+}
+
+#define OWNER_NOTICES_BATCH 100
+
+static void owner_notices_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct server *s = arg;
+    s->owner_notices_taking = false;
+    if (res == NULL || !db_ok(res)) {
+        log_warn("owner notifications: could not take them: %s", res ? db_error(res) : error);
+        return;
+    }
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows; i++)
+        send_subscription_notice(s, db_value(res, i, 0), db_value(res, i, 1), db_value(res, i, 2),
+                                 db_value(res, i, 4), db_value(res, i, 3));
+    if (rows >= OWNER_NOTICES_BATCH)
+        pubsub_owner_notices_take(s); /* more may wait */
+}
+
+void pubsub_owner_notices_take(struct server *s)
+{
+    if (s->owner_notices_taking || s->stopping || !link_is_ready(&s->link))
+        return;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", OWNER_NOTICES_BATCH);
+    const char *params[] = {limit};
+    if (db_pool_submit(&s->pool, "notices", DB_TAKE_OWNER_NOTICES, 1, params, owner_notices_cb, s) ==
+        PS_OK)
+        s->owner_notices_taking = true;
 }
 
 static void pubsub_authorize_done(struct pubsub_call *call, const PGresult *res)
@@ -92,21 +135,7 @@ static void pubsub_authorize_done(struct pubsub_call *call, const PGresult *res)
     const char *state = db_value(res, 0, 2);
     log_info("node %s: %s's subscription %s by %s", call->node, jid,
              strcmp(state, "subscribed") == 0 ? "approved" : "denied", call->req->from_bare);
-    struct buf b = BUF_INIT;
-    buf_puts(&b, "<message from='");
-    buf_put_escaped(&b, call->s->cfg->component_jid);
-    buf_puts(&b, "' to='");
-    buf_put_escaped(&b, jid);
-    buf_puts(&b, "'><event xmlns='" NS_PUBSUB_EVENT "'><subscription node='");
-    buf_put_escaped(&b, call->node);
-    buf_puts(&b, "' jid='");
-    buf_put_escaped(&b, jid);
-    buf_puts(&b, "' subscription='");
-    buf_put_escaped(&b, state);
-    buf_puts(&b, "'/></event></message>");
-    if (link_send(&call->s->link, b.data, b.len) != PS_OK)
-        log_warn("node %s: approval notification to %s not sent", call->node, jid);
-    buf_free(&b);
+    send_subscription_notice(call->s, jid, call->node, jid, state, NULL);
 }
 
 /* An owner's <message> with a submitted subscribe_authorization form.

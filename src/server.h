@@ -27,6 +27,7 @@ struct server {
     bool stopping;          /* SIGTERM/SIGINT: finishing in-flight work */
     bool done;
     bool link_started;      /* the link connects once storage is first ready */
+    bool owner_notices_taking; /* a take of owner notifications is in flight */
     int exit_code;
     uint64_t stop_deadline_ms;
     struct loop_timer stop_timer;

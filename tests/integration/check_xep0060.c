@@ -1150,7 +1150,6 @@ START_TEST(test_config_errors)
         FIELD("pubsub#access_model", "bogus"),
         FIELD("pubsub#publish_model", "everyone"),
         FIELD("pubsub#max_payload_size", "0"),
-        FIELD("pubsub#notify_sub", "1"), /* accepted only when it works */
     };
     for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
         char *fields = h_strf(FIELD("pubsub#title", "changed") "%s",
@@ -1227,6 +1226,39 @@ START_TEST(test_notify_config)
 
     h_client_disconnect(bob);
     free(quiet);
+    free(node);
+    fixture_down(&f);
+}
+END_TEST
+
+/* pubsub#notify_sub (§8.2.1, §8.8.4): the owner hears of every change of a
+ * subscription's state; without it, nothing. */
+START_TEST(test_notify_sub)
+{
+    struct fixture f;
+    fixture_up(&f, 4);
+    char *node = h_uid("nsub");
+    create_node(&f, node);
+    configure_ok(&f, node, FIELD("pubsub#notify_sub", "1"));
+    struct h_client *bob = h_client_connect("bob");
+    char *subid = subscribe(&f, bob, node, false);
+    char *ev = h_strf("<subscription node='%s' jid='bob@localhost' subscription='subscribed'"
+                      " subid='%s'/>", node, subid);
+    assert_next_event(&f, f.owner, ev, "notify_sub: subscribed");
+    free(ev);
+    char *inner = h_strf("<unsubscribe node='%s' jid='bob@localhost'/>", node);
+    assert_empty_result(&f, ps_set(&f, bob, inner), "unsubscribe");
+    free(inner);
+    ev = h_strf("<subscription node='%s' jid='bob@localhost' subscription='none'"
+                " subid='%s'/>", node, subid);
+    assert_next_event(&f, f.owner, ev, "notify_sub: none");
+    free(ev);
+    free(subid);
+    /* Off again: subscribing is not reported. */
+    configure_ok(&f, node, FIELD("pubsub#notify_sub", "0"));
+    free(subscribe(&f, bob, node, false));
+    assert_quiet(&f, f.owner, 2500, "notify_sub off");
+    h_client_disconnect(bob);
     free(node);
     fixture_down(&f);
 }
@@ -3105,6 +3137,7 @@ static Suite *xep0060_suite(void)
     tcase_add_test(tc, test_config_submit);
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_notify_config);
+    tcase_add_test(tc, test_notify_sub);
     tcase_add_test(tc, test_max_items_lowered);
     suite_add_tcase(s, tc);
 
