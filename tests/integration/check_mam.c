@@ -119,88 +119,6 @@ static void sbuf_puts(struct sbuf *b, const char *s)
     sbuf_put(b, s, strlen(s));
 }
 
-static void sbuf_put_escaped(struct sbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': sbuf_puts(b, "&amp;"); break;
-        case '<': sbuf_puts(b, "&lt;"); break;
-        case '>': sbuf_puts(b, "&gt;"); break;
-        case '\'': sbuf_puts(b, "&apos;"); break;
-        default: sbuf_put(b, s, 1); break;
-        }
-    }
-}
-
-static int cmp_attr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * Appends a canonical form of s: every element with its effective namespace
- * (declared or inherited from parent_ns), its other attributes sorted by
- * name, its children in order; text escaped.  Two elements are the same
- * XML exactly when their canonical forms are equal, whatever the quoting,
- * attribute order or namespace declarations of the bytes they came from.
- */
-static void canon(xmpp_stanza_t *s, const char *parent_ns, struct sbuf *b)
-{
-    if (xmpp_stanza_is_text(s)) {
-        const char *t = xmpp_stanza_get_text_ptr(s);
-        sbuf_put_escaped(b, t != NULL ? t : "");
-        return;
-    }
-    const char *ns = xmpp_stanza_get_ns(s);
-    if (ns == NULL)
-        ns = parent_ns;
-    sbuf_puts(b, "<");
-    sbuf_puts(b, xmpp_stanza_get_name(s));
-    sbuf_puts(b, " {ns}='");
-    sbuf_put_escaped(b, ns != NULL ? ns : "");
-    sbuf_puts(b, "'");
-    int count = xmpp_stanza_get_attribute_count(s);
-    const char **attrs = calloc((size_t)count * 2 + 2, sizeof *attrs);
-    ck_assert_ptr_nonnull(attrs);
-    int filled = xmpp_stanza_get_attributes(s, attrs, count * 2);
-    qsort(attrs, (size_t)filled / 2, 2 * sizeof *attrs, cmp_attr);
-    for (int i = 0; i + 1 < filled; i += 2) {
-        if (strcmp(attrs[i], "xmlns") == 0)
-            continue;
-        sbuf_puts(b, " ");
-        sbuf_puts(b, attrs[i]);
-        sbuf_puts(b, "='");
-        sbuf_put_escaped(b, attrs[i + 1]);
-        sbuf_puts(b, "'");
-    }
-    free(attrs);
-    sbuf_puts(b, ">");
-    for (xmpp_stanza_t *k = xmpp_stanza_get_children(s); k != NULL; k = xmpp_stanza_get_next(k))
-        canon(k, ns, b);
-    sbuf_puts(b, "</");
-    sbuf_puts(b, xmpp_stanza_get_name(s));
-    sbuf_puts(b, ">");
-}
-
-/* The canonical form of s (parent namespace parent_ns); caller frees. */
-static char *canon_of(xmpp_stanza_t *s, const char *parent_ns)
-{
-    struct sbuf b = {NULL, 0, 0};
-    sbuf_puts(&b, "");
-    canon(s, parent_ns, &b);
-    return b.data;
-}
-
-/* The canonical form of the element xml, parsed standalone; caller frees. */
-static char *canon_of_xml(const char *xml)
-{
-    xmpp_stanza_t *s = xmpp_stanza_new_from_string(h_xmpp_ctx(), xml);
-    ck_assert_msg(s != NULL, "test bug: not one XML element: %s", xml);
-    char *c = canon_of(s, NULL);
-    xmpp_stanza_release(s);
-    return c;
-}
-
 /* ---- small utilities ---------------------------------------------------- */
 
 static bool is_decimal(const char *s)
@@ -465,8 +383,8 @@ static void take_result(struct fixture *f, struct h_client *c, const char *node,
                             NS_CLIENT "'><event xmlns='" H_NS_PUBSUB_EVENT "'><items node='%s'>"
                             "<item id='%s'>%s</item></items></event></message></forwarded>"
                             "</result>", qid, aid, stamp, node, item_id, payload);
-    char *want = canon_of_xml(want_xml);
-    char *got = canon_of(result, NS_CLIENT);
+    char *want = h_canon_xml(want_xml);
+    char *got = h_canon(result, NS_CLIENT);
     ck_assert_msg(strcmp(got, want) == 0, "archive result:\n got %s\nwant %s\n(%s)", got, want,
                   text);
 

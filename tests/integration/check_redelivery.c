@@ -107,110 +107,6 @@ static PGresult *sql(struct fixture *f, const char *fmt, ...)
     return r;
 }
 
-/* A growable string for the canonical form below. */
-struct sbuf {
-    char *data;
-    size_t len, cap;
-};
-
-static void sbuf_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->data = realloc(b->data, b->cap);
-        ck_assert_ptr_nonnull(b->data);
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void sbuf_puts(struct sbuf *b, const char *s)
-{
-    sbuf_put(b, s, strlen(s));
-}
-
-static void sbuf_put_escaped(struct sbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': sbuf_puts(b, "&amp;"); break;
-        case '<': sbuf_puts(b, "&lt;"); break;
-        case '>': sbuf_puts(b, "&gt;"); break;
-        case '\'': sbuf_puts(b, "&apos;"); break;
-        default: sbuf_put(b, s, 1); break;
-        }
-    }
-}
-
-static int cmp_attr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * Appends a canonical form of s (as in check_sqlapi.c): every element with
- * its effective namespace, its other attributes sorted by name, its
- * children in order; text escaped.  Equal forms mean the same XML whatever
- * the quoting, attribute order or namespace declarations.
- */
-static void canon(xmpp_stanza_t *s, const char *parent_ns, struct sbuf *b)
-{
-    if (xmpp_stanza_is_text(s)) {
-        const char *t = xmpp_stanza_get_text_ptr(s);
-        sbuf_put_escaped(b, t != NULL ? t : "");
-        return;
-    }
-    const char *ns = xmpp_stanza_get_ns(s);
-    if (ns == NULL)
-        ns = parent_ns;
-    sbuf_puts(b, "<");
-    sbuf_puts(b, xmpp_stanza_get_name(s));
-    sbuf_puts(b, " {ns}='");
-    sbuf_put_escaped(b, ns != NULL ? ns : "");
-    sbuf_puts(b, "'");
-    int count = xmpp_stanza_get_attribute_count(s);
-    const char **attrs = calloc((size_t)count * 2 + 2, sizeof *attrs);
-    ck_assert_ptr_nonnull(attrs);
-    int filled = xmpp_stanza_get_attributes(s, attrs, count * 2);
-    qsort(attrs, (size_t)filled / 2, 2 * sizeof *attrs, cmp_attr);
-    for (int i = 0; i + 1 < filled; i += 2) {
-        if (strcmp(attrs[i], "xmlns") == 0)
-            continue;
-        sbuf_puts(b, " ");
-        sbuf_puts(b, attrs[i]);
-        sbuf_puts(b, "='");
-        sbuf_put_escaped(b, attrs[i + 1]);
-        sbuf_puts(b, "'");
-    }
-    free(attrs);
-    sbuf_puts(b, ">");
-    for (xmpp_stanza_t *k = xmpp_stanza_get_children(s); k != NULL; k = xmpp_stanza_get_next(k))
-        canon(k, ns, b);
-    sbuf_puts(b, "</");
-    sbuf_puts(b, xmpp_stanza_get_name(s));
-    sbuf_puts(b, ">");
-}
-
-/* The canonical form of s; caller frees. */
-static char *canon_of(xmpp_stanza_t *s)
-{
-    struct sbuf b = {NULL, 0, 0};
-    sbuf_puts(&b, "");
-    canon(s, NULL, &b);
-    return b.data;
-}
-
-/* The canonical form of the element xml, parsed standalone; caller frees. */
-static char *canon_of_xml(const char *xml)
-{
-    xmpp_stanza_t *s = xmpp_stanza_new_from_string(h_xmpp_ctx(), xml);
-    ck_assert_msg(s != NULL, "test bug: not one XML element: %s", xml);
-    char *c = canon_of(s);
-    xmpp_stanza_release(s);
-    return c;
-}
-
 /* Item i's id and payload; caller frees. */
 static char *item_id(int i)
 {
@@ -408,8 +304,8 @@ static xmpp_stanza_t *expect_notification(struct fixture *f, long long deadline_
     char *payload = item_payload(i);
     char *want_xml = h_strf("<event xmlns='" H_NS_PUBSUB_EVENT "'><items node='%s'>"
                             "<item id='%s'>%s</item></items></event>", f->node, iid, payload);
-    char *want = canon_of_xml(want_xml);
-    char *got = canon_of(event);
+    char *want = h_canon_xml(want_xml);
+    char *got = h_canon(event, NULL);
     ck_assert_msg(strcmp(got, want) == 0, "notification of seq %lld:\n got %s\nwant %s\n(%s)", seq,
                   got, want, text);
     free(got);
@@ -787,7 +683,7 @@ START_TEST(test_unbounced_retry_delivered)
     fixture_up(&f);
     publish(&f, 1);
     xmpp_stanza_t *first = expect_notification(&f, h_now_ms() + PROMPT_MS, 1, 1);
-    char *first_canon = canon_of(first);
+    char *first_canon = h_canon(first, NULL);
     xmpp_stanza_release(first);
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM pubsub.redelivery"), 0);
 
@@ -803,7 +699,7 @@ START_TEST(test_unbounced_retry_delivered)
     long long t0 = h_now_ms();
     xmpp_stanza_t *again = expect_notification(&f, t0 + RETRY_MS, 1, 1);
     long long t_retry = h_now_ms();
-    char *again_canon = canon_of(again);
+    char *again_canon = h_canon(again, NULL);
     ck_assert_msg(strcmp(first_canon, again_canon) == 0,
                   "the retry differs from the first notification:\nfirst %s\nretry %s",
                   first_canon, again_canon);

@@ -1340,3 +1340,109 @@ void h_assert_error_at(const char *file, int line, struct h_proc *p,
                  app_condition != NULL && *app_condition != '\0' ? "/>" : "",
                  iq != NULL ? text : "no reply within the time limit");
 }
+
+/* ---- canonical XML, to compare stanzas exactly ------------------------ */
+
+/* A growable string for the canonical form below. */
+struct h_sbuf {
+    char *data;
+    size_t len, cap;
+};
+
+static void h_sbuf_put(struct h_sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->data = realloc(b->data, b->cap);
+        ck_assert_ptr_nonnull(b->data);
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void h_sbuf_puts(struct h_sbuf *b, const char *s)
+{
+    h_sbuf_put(b, s, strlen(s));
+}
+
+static void h_sbuf_put_escaped(struct h_sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': h_sbuf_puts(b, "&amp;"); break;
+        case '<': h_sbuf_puts(b, "&lt;"); break;
+        case '>': h_sbuf_puts(b, "&gt;"); break;
+        case '\'': h_sbuf_puts(b, "&apos;"); break;
+        default: h_sbuf_put(b, s, 1); break;
+        }
+    }
+}
+
+static int h_cmp_attr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Appends a canonical form of s: every element with its effective namespace
+ * (declared or inherited from parent_ns), its other attributes sorted by
+ * name, its children in order; text escaped.  Two elements are the same
+ * XML (names, namespaces, attributes, text, order) exactly when their
+ * canonical forms are equal, whatever the quoting, attribute order or
+ * namespace declarations of the bytes they were parsed from.
+ */
+static void h_canon_into(xmpp_stanza_t *s, const char *parent_ns, struct h_sbuf *b)
+{
+    if (xmpp_stanza_is_text(s)) {
+        const char *t = xmpp_stanza_get_text_ptr(s);
+        h_sbuf_put_escaped(b, t != NULL ? t : "");
+        return;
+    }
+    const char *ns = xmpp_stanza_get_ns(s);
+    if (ns == NULL)
+        ns = parent_ns;
+    h_sbuf_puts(b, "<");
+    h_sbuf_puts(b, xmpp_stanza_get_name(s));
+    h_sbuf_puts(b, " {ns}='");
+    h_sbuf_put_escaped(b, ns != NULL ? ns : "");
+    h_sbuf_puts(b, "'");
+    int count = xmpp_stanza_get_attribute_count(s);
+    const char **attrs = calloc((size_t)count * 2 + 2, sizeof *attrs);
+    ck_assert_ptr_nonnull(attrs);
+    int filled = xmpp_stanza_get_attributes(s, attrs, count * 2);
+    qsort(attrs, (size_t)filled / 2, 2 * sizeof *attrs, h_cmp_attr);
+    for (int i = 0; i + 1 < filled; i += 2) {
+        if (strcmp(attrs[i], "xmlns") == 0)
+            continue;
+        h_sbuf_puts(b, " ");
+        h_sbuf_puts(b, attrs[i]);
+        h_sbuf_puts(b, "='");
+        h_sbuf_put_escaped(b, attrs[i + 1]);
+        h_sbuf_puts(b, "'");
+    }
+    free(attrs);
+    h_sbuf_puts(b, ">");
+    for (xmpp_stanza_t *k = xmpp_stanza_get_children(s); k != NULL; k = xmpp_stanza_get_next(k))
+        h_canon_into(k, ns, b);
+    h_sbuf_puts(b, "</");
+    h_sbuf_puts(b, xmpp_stanza_get_name(s));
+    h_sbuf_puts(b, ">");
+}
+
+char *h_canon(xmpp_stanza_t *s, const char *parent_ns)
+{
+    struct h_sbuf b = {NULL, 0, 0};
+    h_sbuf_puts(&b, "");
+    h_canon_into(s, parent_ns, &b);
+    return b.data;
+}
+
+char *h_canon_xml(const char *xml)
+{
+    xmpp_stanza_t *s = xmpp_stanza_new_from_string(h_xmpp_ctx(), xml);
+    ck_assert_msg(s != NULL, "test bug: not one XML element: %s", xml);
+    char *c = h_canon(s, NULL);
+    xmpp_stanza_release(s);
+    return c;
+}

@@ -303,4 +303,16 @@ void h_assert_error_at(const char *file, int line, struct h_proc *p,
                        xmpp_stanza_t *iq, const char *what, const char *type,
                        const char *condition, const char *app_condition);
 
+/* ---- canonical XML ------------------------------------------------------ */
+
+/* A canonical form of element s: every element with its effective
+ * namespace (declared, or inherited from parent_ns), its other attributes
+ * sorted by name, its children in order, text escaped.  Two elements are
+ * the same XML exactly when their forms are equal, whatever the quoting,
+ * attribute order or namespace declarations.  Caller frees. */
+char *h_canon(xmpp_stanza_t *s, const char *parent_ns);
+/* The same for the element in xml, parsed standalone; fails the test when
+ * xml is not one element.  Caller frees. */
+char *h_canon_xml(const char *xml);
+
 #endif
