@@ -107,6 +107,7 @@ struct db_conn {
     int migrate_step;
     int schema_version;
     bool pipeline;
+    int commit_groups; /* groups of groupable statements in the pipeline */
     const char *deferred_failure; /* failure seen inside db_conn_submit */
 };
 
