@@ -358,6 +358,7 @@ static void db_drop(struct db_conn *c, const char *why, bool reconnect)
     c->commit_groups = 0;
     c->deferred_failure = NULL;
     loop_timer_disarm(c->loop, &c->timer);
+    loop_timer_disarm(c->loop, &c->pump_timer);
     if (reconnect)
         db_schedule_reconnect(c);
     else
@@ -638,6 +639,12 @@ static void db_pump(struct db_conn *c)
         if (c->watched_events != events && loop_fd_modify(c->loop, c->fd, events) == 0)
             c->watched_events = events;
     }
+}
+
+static void db_pump_fired(struct loop *loop, void *arg)
+{
+    (void)loop;
+    db_pump(arg);
 }
 
 static void db_enter_pipeline(struct db_conn *c)
@@ -922,7 +929,10 @@ int db_conn_submit(struct db_conn *c, enum db_stmt stmt, int nparams,
     db_queue_push(&c->waiting, x);
     if (!c->timer.armed && c->deferred_failure == NULL)
         loop_timer_arm(c->loop, &c->timer, DB_TICK_MS, db_timer_fired, c);
-    db_pump(c);
+    /* Sent at the end of this loop iteration, not now: every publish of a
+     * burst read from the component in one go then joins one group. */
+    if (!c->pump_timer.armed)
+        loop_timer_arm(c->loop, &c->pump_timer, 0, db_pump_fired, c);
     return PS_OK;
 }
 

@@ -103,6 +103,7 @@ struct db_conn {
     struct db_queue waiting; /* submitted, not yet sent */
     struct db_queue sent;    /* in the pipeline, results pending */
     struct loop_timer timer; /* reconnect backoff, or the timeout tick */
+    struct loop_timer pump_timer; /* end of this loop iteration: send what was submitted */
     int backoff_ms;
     int migrate_step;
     int schema_version;
