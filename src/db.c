@@ -173,7 +173,21 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_REDRIVE] = {"redrive", 2, "SELECT status, count FROM pubsub.redrive($1, $2)"},
     [DB_TAKE_OWNER_NOTICES] = {"take_owner_notices", 1,
         "SELECT owner, node, jid, subid, state FROM pubsub.take_owner_notices($1)"},
+    /* Never submitted: db_pump sends waiting DB_PUBLISHes to one node as
+     * one of these (node, item ids, payloads, publishers, payload
+     * namespaces, auto-create configuration); one row per publish, in
+     * order, with DB_PUBLISH's columns. */
+    [DB_PUBLISH_BATCH] = {"publish_batch", 6,
+        "SELECT status, seq, node_id"
+        " FROM pubsub.publish_batch($1, $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::jsonb)"},
 };
+
+/* DB_PUBLISH parameters (see pubsub_publish.c). */
+enum { PUB_NODE, PUB_ITEM_ID, PUB_PAYLOAD, PUB_PUBLISHER, PUB_PAYLOAD_NS, PUB_PRECONDITIONS,
+       PUB_CREATE };
+/* A batch stops growing at this many bytes of payload. */
+#define DB_BATCH_BYTES 1048576
 
 enum db_query_kind { DBQ_STATEMENT, DBQ_PREPARE };
 
@@ -189,6 +203,8 @@ struct db_query {
     bool solo;      /* must run in its own transaction (a group failed) */
     bool ended;     /* its results are complete (the NULL result came) */
     bool group_end; /* a sync follows it: its group commits there */
+    int batch;      /* > 1: sent as DB_PUBLISH_BATCH for itself and the next batch - 1 */
+    bool batched;   /* carried by an earlier query's batch: no results of its own */
     PGresult *res;  /* its result, held until the group's sync */
     struct db_query *next;
 };
@@ -564,11 +580,80 @@ static bool db_send_query(struct db_conn *c, struct db_query *x)
  * joins a group with the next waiting query. */
 static bool db_send_pipelined(struct db_conn *c, struct db_query *x, bool sync)
 {
-    if (!db_send_query(c, x))
-        return false;
+    bool ok = db_send_query(c, x);
     x->group_end = sync;
+    db_queue_push(&c->sent, x); /* on failure, the connection's failure aborts it */
+    return ok && (!sync || PQpipelineSync(c->pg));
+}
+
+static bool db_str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* May `next` ride in the DB_PUBLISH_BATCH that `first` leads?  Plain
+ * publishes to the same node (no publish-options) with the same
+ * auto-create configuration. */
+static bool db_may_batch(const struct db_query *first, const struct db_query *next)
+{
+    return next && next->kind == DBQ_STATEMENT && next->stmt == DB_PUBLISH && !next->solo &&
+           next->params[PUB_PRECONDITIONS] == NULL &&
+           db_str_eq(first->params[PUB_NODE], next->params[PUB_NODE]) &&
+           db_str_eq(first->params[PUB_CREATE], next->params[PUB_CREATE]);
+}
+
+/* Appends s to a PostgreSQL array literal being built in b. */
+static void db_array_add(struct buf *b, const char *s)
+{
+    buf_puts(b, b->len > 1 ? "," : "");
+    if (s == NULL) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_puts(b, "\"");
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_append(b, "\\", 1);
+        buf_append(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+/*
+ * Sends x and the n - 1 queries in `rest` (already taken off `waiting`) as
+ * one DB_PUBLISH_BATCH, then pushes them all on `sent`: x receives the
+ * batch's result, the others are marked as carried (db_group_done gives
+ * each its row).  A sync follows the last when `sync`.
+ */
+static bool db_send_batch(struct db_conn *c, struct db_query *x, struct db_queue *rest, bool sync)
+{
+    struct buf arr[4] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT};
+    static const int cols[4] = {PUB_ITEM_ID, PUB_PAYLOAD, PUB_PUBLISHER, PUB_PAYLOAD_NS};
+    for (int k = 0; k < 4; k++) {
+        buf_puts(&arr[k], "{");
+        db_array_add(&arr[k], x->params[cols[k]]);
+        for (struct db_query *m = rest->head; m; m = m->next)
+            db_array_add(&arr[k], m->params[cols[k]]);
+        buf_puts(&arr[k], "}");
+    }
+    const char *params[6] = {x->params[PUB_NODE], arr[0].data, arr[1].data, arr[2].data,
+                             arr[3].data, x->params[PUB_CREATE]};
+    int ok = PQsendQueryPrepared(c->pg, db_statements[DB_PUBLISH_BATCH].name, 6, params, NULL,
+                                 NULL, 0);
+    for (int k = 0; k < 4; k++)
+        buf_free(&arr[k]);
+    x->batch = rest->count + 1;
+    x->group_end = false;
     db_queue_push(&c->sent, x);
-    return !sync || PQpipelineSync(c->pg);
+    struct db_query *m;
+    while ((m = db_queue_pop(rest))) {
+        m->batched = true;
+        m->ended = true; /* the results all go to x */
+        m->group_end = false;
+        db_queue_push(&c->sent, m);
+    }
+    c->sent.tail->group_end = sync;
+    return ok && (!sync || PQpipelineSync(c->pg)); /* on failure, as db_send_pipelined */
 }
 
 /* Does x end in a commit that others could have shared? */
@@ -619,14 +704,30 @@ static void db_pump(struct db_conn *c)
             !c->waiting.head->solo)
             break; /* joins the group that will follow the one in flight */
         struct db_query *x = db_queue_pop(&c->waiting);
-        bool join = db_may_join(c, x, c->waiting.head, group);
-        if (!db_send_pipelined(c, x, !join)) {
+        /* Publishes to one node that follow x ride with it (batch). */
+        struct db_queue rest = {0};
+        if (x->kind == DBQ_STATEMENT && x->stmt == DB_PUBLISH && !x->solo &&
+            x->params[PUB_PRECONDITIONS] == NULL) {
+            size_t bytes = x->params[PUB_PAYLOAD] ? strlen(x->params[PUB_PAYLOAD]) : 0;
+            while (db_may_batch(x, c->waiting.head) && group + rest.count < c->cfg->db_group_max &&
+                   c->sent.count + rest.count + 2 < c->cfg->db_max_pipeline &&
+                   bytes < DB_BATCH_BYTES) {
+                struct db_query *m = db_queue_pop(&c->waiting);
+                bytes += m->params[PUB_PAYLOAD] ? strlen(m->params[PUB_PAYLOAD]) : 0;
+                db_queue_push(&rest, m);
+            }
+        }
+        struct db_query *last = rest.tail ? rest.tail : x;
+        int size = rest.count + 1;
+        bool join = db_may_join(c, last, c->waiting.head, group + size - 1);
+        bool ok = rest.count ? db_send_batch(c, x, &rest, !join) : db_send_pipelined(c, x, !join);
+        if (!ok) {
             db_fail_later(c, "could not send a query");
             return;
         }
         if (!join && db_query_commits(x))
             c->commit_groups++;
-        group = join ? group + 1 : 1;
+        group = join ? group + size : 1;
         any = true;
     }
     if (any) {
@@ -702,6 +803,36 @@ static void db_check_prepare(struct db_conn *c, struct db_query *x)
         c->h.on_fatal(c->h.arg, why);
 }
 
+/*
+ * Gives each query carried by batch leader x its own one-row result, row k
+ * of the batch's (x keeps row 0).  A failed batch leaves them without: the
+ * group then counts as failed and each publish runs again alone.
+ */
+static void db_batch_split(struct db_query *x)
+{
+    PGresult *all = x->res;
+    if (all == NULL || !db_ok(all))
+        return;
+    /* The function returns one row per publish, in order. */
+    PS_ASSERT(PQntuples(all) == x->batch && PQnfields(all) == 3);
+    struct db_query *m = x;
+    for (int k = 0; k < x->batch && m; k++, m = m->next) {
+        PGresult *r = PQcopyResult(all, PG_COPYRES_ATTRS);
+        if (r == NULL)
+            abort(); /* out of memory: as xmalloc would */
+        for (int col = 0; col < 3; col++) {
+            bool null = PQgetisnull(all, k, col) != 0;
+            if (!PQsetvalue(r, 0, col, null ? NULL : PQgetvalue(all, k, col),
+                            null ? -1 : PQgetlength(all, k, col)))
+                abort();
+        }
+        if (m != x)
+            PQclear(m->res);
+        m->res = r;
+    }
+    PQclear(all);
+}
+
 static bool db_query_failed(const struct db_query *x)
 {
     return x->res == NULL || !db_ok(x->res);
@@ -727,6 +858,9 @@ static void db_group_done(struct db_conn *c)
         PS_ASSERT(c->commit_groups > 0);
         c->commit_groups--;
     }
+    for (x = group.head; x; x = x->next)
+        if (x->batch > 1)
+            db_batch_split(x);
     bool failed = false;
     for (x = group.head; x; x = x->next)
         failed = failed || db_query_failed(x);
@@ -738,6 +872,8 @@ static void db_group_done(struct db_conn *c)
             x->res = NULL;
             x->ended = x->group_end = false;
             x->solo = true;
+            x->batch = 0;
+            x->batched = false;
             db_queue_push(&front, x);
         }
         while ((x = db_queue_pop(&c->waiting)))

@@ -60,6 +60,7 @@ enum db_stmt {
     DB_DEAD_LETTERS,
     DB_REDRIVE,
     DB_TAKE_OWNER_NOTICES,
+    DB_PUBLISH_BATCH, /* internal: consecutive DB_PUBLISHes to one node (db.c) */
     DB_STMT_COUNT
 };
 

@@ -1193,6 +1193,117 @@ START_TEST(test_subscription_errors)
 }
 END_TEST
 
+/* ---- 6. bursts: publishes to one node batched in one statement ----------- */
+
+/* The single text value of sql (caller frees). */
+static char *sql_text(struct fixture *f, const char *sql)
+{
+    PGresult *res = h_sql(f->db, sql);
+    ck_assert_msg(PQntuples(res) == 1 && PQnfields(res) == 1, "%s: not one value", sql);
+    char *v = h_strf("%s", PQgetisnull(res, 0, 0) ? "NULL" : PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+/*
+ * Publish IQs sent back to back arrive together, and db.c sends the ones
+ * to one node as one pubsub.publish_batch() call: every publish gets its
+ * own result, the seqs follow the order of the requests, a repeated item
+ * id in the burst overwrites (the function's one-by-one path), and each
+ * subscriber gets every notification once, in order.  Then the function
+ * itself: the batch path, a refused publisher in the middle of a batch
+ * (one by one: each its own status), trimming to max_items across a
+ * batch larger than max_items.
+ */
+START_TEST(test_publish_burst)
+{
+    enum { N = 20 };
+    struct fixture f;
+    fixture_up(&f, 1);
+    struct h_client *alice = connect_user("alice");
+    char *node = h_uid("burst");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+    long long sa = subscribe(&f, alice, node);
+
+    char *ids[N], *item_ids[N], *payloads[N];
+    for (int i = 0; i < N; i++) {
+        /* item 12 repeats item 5's id: an overwrite inside the burst */
+        item_ids[i] = h_strf("b%d", i == 12 ? 5 : i);
+        payloads[i] = test_payload(item_ids[i]);
+        ids[i] = h_uid("burst");
+        char *xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
+                           "'><publish node='%s'><item id='%s'>%s</item></publish></pubsub></iq>",
+                           f.jid, ids[i], node, item_ids[i], payloads[i]);
+        h_send(f.owner, xml);
+        free(xml);
+    }
+    for (int i = 0; i < N; i++) {
+        xmpp_stanza_t *r = h_wait_reply(f.owner, ids[i], IQ_TIMEOUT_MS);
+        h_assert_result(f.proc, r, "publish in a burst");
+        char *expected = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><publish node='%s'><item "
+                                "id='%s'/></publish></pubsub>", node, item_ids[i]);
+        assert_xml_eq(&f, h_child(r, NULL, NULL), expected, "publish result in a burst");
+        free(expected);
+        xmpp_stanza_release(r);
+    }
+    for (int i = 0; i < N; i++)
+        expect_item(&f, alice, nid, i + 1, sa, node, item_ids[i], payloads[i]);
+    char *sql = h_strf("SELECT count(*) FROM pubsub.event WHERE node_id = %lld", nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), N);
+    free(sql);
+    sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld", nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), N - 1);
+    free(sql);
+    sql = h_strf("SELECT seq FROM pubsub.item WHERE node_id = %lld AND item_id = 'b5'", nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 13);
+    free(sql);
+
+    /* The function: three by the owner in one batch. */
+    const char *owner = h_client_bare_jid(f.owner);
+    sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-'), ',') FROM "
+                 "pubsub.publish_batch('%s', '{x1,x2,x3}', '{<a/>,<b/>,<c/>}', '{%s,%s,%s}', "
+                 "'{\"\",\"\",\"\"}', NULL)", node, owner, owner, owner);
+    char *got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "ok:21,ok:22,ok:23");
+    free(got);
+    free(sql);
+    /* alice has no publisher affiliation: refused, the others publish. */
+    sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-'), ',') FROM "
+                 "pubsub.publish_batch('%s', '{y1,y2,y3}', '{<a/>,<b/>,<c/>}', '{%s,%s,%s}', "
+                 "'{\"\",\"\",\"\"}', NULL)", node, owner, h_client_bare_jid(alice), owner);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "ok:24,forbidden:-,ok:25");
+    free(got);
+    free(sql);
+    /* max_items 3, a batch of 5: the 3 newest stay. */
+    sql = h_strf("UPDATE pubsub.node_config SET max_items = 3 WHERE node_id = %lld", nid);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+    sql = h_strf("SELECT count(*) FROM pubsub.publish_batch('%s', '{z1,z2,z3,z4,z5}', "
+                 "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', '{\"\",\"\",\"\",\"\",\"\"}',"
+                 " NULL) WHERE status = 'ok'", node, owner, owner, owner, owner, owner);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 5);
+    free(sql);
+    sql = h_strf("SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) || ' ' || "
+                 "(SELECT item_count FROM pubsub.node WHERE node_id = %lld) "
+                 "FROM pubsub.item WHERE node_id = %lld", nid, nid);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "z3:28,z4:29,z5:30 3");
+    free(got);
+    free(sql);
+
+    for (int i = 0; i < N; i++) {
+        free(ids[i]);
+        free(item_ids[i]);
+        free(payloads[i]);
+    }
+    free(node);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -1210,6 +1321,7 @@ static Suite *pubsub_suite(void)
     suite_add_tcase(s, tcase("items_and_nodes", test_items_and_nodes));
     suite_add_tcase(s, tcase("bad_requests", test_bad_requests));
     suite_add_tcase(s, tcase("subscription_errors", test_subscription_errors));
+    suite_add_tcase(s, tcase("publish_burst", test_publish_burst));
     return s;
 }
 
