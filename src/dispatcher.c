@@ -95,6 +95,7 @@ struct dispatcher {
     long long *woken;        /* node ids to claim */
     int nwoken, cap_woken;
     struct loop_timer poll_timer;
+    struct loop_timer kick_timer; /* end of this loop iteration: dispatcher_kick */
     uint64_t notifications_sent;
 };
 
@@ -664,6 +665,15 @@ static void dispatcher_kick(struct dispatcher *d)
     dispatcher_claim(d);
 }
 
+static void dispatcher_kick_fired(struct loop *loop, void *arg)
+{
+    (void)loop;
+    dispatcher_kick(arg);
+}
+
+/* Wake-ups are acted on at the end of the loop iteration: the results of
+ * a batch of publishes, all read in one go, then cause one fetch (which
+ * sees them all) instead of one plus a second that finds nothing new. */
 void dispatcher_wake(struct dispatcher *d, long long node_id)
 {
     struct dnode *n = dnode_find(d, node_id);
@@ -675,7 +685,8 @@ void dispatcher_wake(struct dispatcher *d, long long node_id)
     } else {
         dispatcher_add_woken(d, node_id);
     }
-    dispatcher_kick(d);
+    if (!d->kick_timer.armed)
+        loop_timer_arm(d->s->loop, &d->kick_timer, 0, dispatcher_kick_fired, d);
 }
 
 void dispatcher_wake_any(struct dispatcher *d)
@@ -851,6 +862,7 @@ void dispatcher_stop(struct dispatcher *d)
 {
     d->stopping = true;
     loop_timer_disarm(d->s->loop, &d->poll_timer);
+    loop_timer_disarm(d->s->loop, &d->kick_timer);
 }
 
 bool dispatcher_idle(const struct dispatcher *d)
@@ -867,6 +879,7 @@ void dispatcher_free(struct dispatcher *d)
 {
     if (d == NULL)
         return;
+    loop_timer_disarm(d->s->loop, &d->kick_timer);
     db_conn_free(&d->db); /* runs outstanding callbacks, then on_down */
     while (d->batches)
         dispatcher_remove_batch(d, d->batches);
