@@ -38,7 +38,11 @@ struct db_statement {
  * group rarely aborts, and when it does its members are retried alone.
  * Only statements of one class share a transaction: a dispatch commit
  * turns synchronous_commit off for its transaction (schema 026), which a
- * publish, acknowledged as durable, must never share.  0: not groupable. */
+ * publish, acknowledged as durable, must never share.  The dispatcher's
+ * reads (class 3) share one too: a fetch's events and subscriptions cost
+ * one sync instead of two; each statement still takes its own snapshot
+ * (read committed), the subscriptions' newer than the events'.
+ * 0: not groupable. */
 static int db_group_class(enum db_stmt stmt)
 {
     switch (stmt) {
@@ -47,6 +51,10 @@ static int db_group_class(enum db_stmt stmt)
         return 1;
     case DB_DISPATCH_COMMIT:
         return 2;
+    case DB_DISPATCH_EVENTS:
+    case DB_DISPATCH_SUBSCRIBERS:
+    case DB_DISPATCH_AUDIENCE:
+        return 3;
     default:
         return 0;
     }
@@ -656,10 +664,12 @@ static bool db_send_batch(struct db_conn *c, struct db_query *x, struct db_queue
     return ok && (!sync || PQpipelineSync(c->pg)); /* on failure, as db_send_pipelined */
 }
 
-/* Does x end in a commit that others could have shared? */
+/* Is x worth waiting for a group in flight: does its group end in a
+ * commit that later statements could share (publishes, positions)? */
 static bool db_query_commits(const struct db_query *x)
 {
-    return x->kind == DBQ_STATEMENT && db_group_class(x->stmt) != 0;
+    return x->kind == DBQ_STATEMENT && db_group_class(x->stmt) != 0 &&
+           db_group_class(x->stmt) != 3;
 }
 
 static bool db_may_join(const struct db_conn *c, const struct db_query *x,
