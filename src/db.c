@@ -610,6 +610,43 @@ static bool db_may_batch(const struct db_query *first, const struct db_query *ne
            db_str_eq(first->params[PUB_CREATE], next->params[PUB_CREATE]);
 }
 
+/*
+ * Takes off `waiting` the publishes that can ride in x's batch: those to
+ * x's node in the run of plain publishes that follows x (up to the first
+ * other statement), in order.  Publishes to other nodes in that run are
+ * left in place, so the batch moves ahead of them: they are independent
+ * (another node, and the same transaction), while the order of each
+ * node's requests is kept.  A publish to x's node that cannot ride
+ * (publish-options, another auto-create configuration) ends the batch.
+ */
+static void db_take_batch(struct db_conn *c, const struct db_query *x, int group,
+                          struct db_queue *rest)
+{
+    size_t bytes = x->params[PUB_PAYLOAD] ? strlen(x->params[PUB_PAYLOAD]) : 0;
+    struct db_query *prev = NULL, *m = c->waiting.head;
+    while (m && m->kind == DBQ_STATEMENT && m->stmt == DB_PUBLISH && !m->solo &&
+           group + rest->count < c->cfg->db_group_max &&
+           c->sent.count + rest->count + 2 < c->cfg->db_max_pipeline && bytes < DB_BATCH_BYTES) {
+        struct db_query *next = m->next;
+        if (!db_str_eq(x->params[PUB_NODE], m->params[PUB_NODE])) {
+            prev = m; /* another node: stays where it is */
+        } else if (db_may_batch(x, m)) {
+            if (prev)
+                prev->next = next;
+            else
+                c->waiting.head = next;
+            if (c->waiting.tail == m)
+                c->waiting.tail = prev;
+            c->waiting.count--;
+            bytes += m->params[PUB_PAYLOAD] ? strlen(m->params[PUB_PAYLOAD]) : 0;
+            db_queue_push(rest, m);
+        } else {
+            break; /* the node's next request cannot ride: keep the order */
+        }
+        m = next;
+    }
+}
+
 /* Appends s to a PostgreSQL array literal being built in b. */
 static void db_array_add(struct buf *b, const char *s)
 {
@@ -714,19 +751,10 @@ static void db_pump(struct db_conn *c)
             !c->waiting.head->solo)
             break; /* joins the group that will follow the one in flight */
         struct db_query *x = db_queue_pop(&c->waiting);
-        /* Publishes to one node that follow x ride with it (batch). */
         struct db_queue rest = {0};
         if (x->kind == DBQ_STATEMENT && x->stmt == DB_PUBLISH && !x->solo &&
-            x->params[PUB_PRECONDITIONS] == NULL) {
-            size_t bytes = x->params[PUB_PAYLOAD] ? strlen(x->params[PUB_PAYLOAD]) : 0;
-            while (db_may_batch(x, c->waiting.head) && group + rest.count < c->cfg->db_group_max &&
-                   c->sent.count + rest.count + 2 < c->cfg->db_max_pipeline &&
-                   bytes < DB_BATCH_BYTES) {
-                struct db_query *m = db_queue_pop(&c->waiting);
-                bytes += m->params[PUB_PAYLOAD] ? strlen(m->params[PUB_PAYLOAD]) : 0;
-                db_queue_push(&rest, m);
-            }
-        }
+            x->params[PUB_PRECONDITIONS] == NULL)
+            db_take_batch(c, x, group, &rest);
         struct db_query *last = rest.tail ? rest.tail : x;
         int size = rest.count + 1;
         bool join = db_may_join(c, last, c->waiting.head, group + size - 1);
