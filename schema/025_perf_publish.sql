@@ -19,11 +19,60 @@
 --     of storing an item in the collection.
 -- Behaviour is otherwise unchanged: the same checks in the same order, the
 -- same status words.
+--
+-- For the dispatcher of the pubsubd that published (the local hand-off,
+-- see dispatcher.c): a successful publish also returns the node's audience
+-- (pubsub.publish_audience(), read under the node lock, so as new as the
+-- event), when the session asks for it (SET pubsub.audience = on, pubsubd's
+-- connections), and its NOTIFY payload ends with the session's
+-- pubsub.instance, so that this pubsubd can ignore the wake-ups of its own
+-- publishes.
 
-CREATE OR REPLACE FUNCTION pubsub.publish_auto(p_node text, p_item_id text, p_payload text,
+-- The subscriptions that hear of a publish to a leaf that is in no
+-- collection, as lines of sub_id, JID, start_seq, subid, include_body (t or
+-- f) separated by tabs, in sub_id order ('' when none): what the
+-- dispatcher's subscription query would return.  NULL when the node is in
+-- a collection, has more than 64 such subscriptions, or a value holds a tab
+-- or a line feed: the dispatcher then reads them itself.
+CREATE FUNCTION pubsub.publish_audience(p_node_id bigint, p_in_collection boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_n bigint;
+    v_clean boolean;
+    v_text text;
+BEGIN
+    IF p_in_collection THEN
+        RETURN NULL;
+    END IF;
+    SELECT count(*), coalesce(bool_and(strpos(s.jid, E'\t') = 0 AND strpos(s.jid, E'\n') = 0
+                                       AND strpos(s.subid, E'\t') = 0
+                                       AND strpos(s.subid, E'\n') = 0), true),
+           coalesce(string_agg(concat_ws(E'\t', s.sub_id, s.jid, s.start_seq, s.subid,
+                                         CASE WHEN s.include_body THEN 't' ELSE 'f' END),
+                               E'\n' ORDER BY s.sub_id), '')
+    INTO v_n, v_clean, v_text
+    FROM (SELECT x.sub_id, x.jid, x.start_seq, x.subid, x.include_body
+          FROM pubsub.subscription x
+          WHERE x.node_id = p_node_id AND x.state = 'subscribed' AND x.deliver
+            AND (x.expires_at IS NULL OR x.expires_at > now())
+          ORDER BY x.sub_id LIMIT 65) s;
+    IF v_n > 64 OR NOT v_clean THEN
+        RETURN NULL;
+    END IF;
+    RETURN v_text;
+END
+$$;
+
+-- A new OUT column (audience): drop and create.
+DROP FUNCTION pubsub.publish_auto(text, text, text, text, text, jsonb, jsonb);
+CREATE FUNCTION pubsub.publish_auto(p_node text, p_item_id text, p_payload text,
                                     p_publisher text, p_payload_ns text,
                                     p_preconditions jsonb, p_create_config jsonb,
-                                    OUT status text, OUT seq bigint, OUT node_id bigint)
+                                    OUT status text, OUT seq bigint, OUT node_id bigint,
+                                    OUT audience text)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -36,6 +85,7 @@ DECLARE
     v_gone bigint;
     v_try integer;
     v_found boolean;
+    v_parent bigint;
 BEGIN
     -- The common case finds the node at once; a missing node is created
     -- (auto-create, when p_create_config is given) and looked up again.
@@ -100,7 +150,8 @@ BEGIN
 
     -- The node row lock serialises publishes per node: seq order is commit order.
     UPDATE pubsub.node nd SET last_seq = nd.last_seq + 1 WHERE nd.node_id = r.node_id
-    RETURNING nd.last_seq, nd.item_count, nd.trim_seq INTO seq, v_count, v_trim;
+    RETURNING nd.last_seq, nd.item_count, nd.trim_seq, nd.parent_id
+    INTO seq, v_count, v_trim, v_parent;
 
     IF r.persist_items AND r.max_items > 0 THEN
         INSERT INTO pubsub.item AS i (node_id, item_id, seq, publisher, payload, expires_at)
@@ -137,7 +188,11 @@ BEGIN
         INSERT INTO pubsub.event (node_id, seq, kind, item_id, publisher, payload)
         VALUES (r.node_id, seq, 'publish', p_item_id, p_publisher, p_payload);
         -- node:seq, so a dispatcher that already read this event skips the wake-up.
-        PERFORM pg_notify('pubsub_wakeup', r.node_id || ':' || seq);
+        PERFORM pg_notify('pubsub_wakeup', r.node_id || ':' || seq || ':'
+                                           || coalesce(current_setting('pubsub.instance', true), ''));
+    END IF;
+    IF current_setting('pubsub.audience', true) = 'on' THEN
+        audience := pubsub.publish_audience(r.node_id, v_parent IS NOT NULL);
     END IF;
     status := 'ok';
 END

@@ -15,12 +15,13 @@
 -- checks below are the fast-path checks of publish_auto, as a WHERE clause)
 -- and the item ids are distinct; otherwise each element goes through
 -- pubsub.publish_auto() in order, which gives each its own status.
--- Returns one row per element, in array order.
+-- Returns one row per element, in array order; the audience (025) comes
+-- with the last one.
 
 CREATE FUNCTION pubsub.publish_batch(p_node text, p_item_ids text[], p_payloads text[],
                                      p_publishers text[], p_payload_ns text[],
                                      p_create_config jsonb)
-RETURNS TABLE (status text, seq bigint, node_id bigint)
+RETURNS TABLE (status text, seq bigint, node_id bigint, audience text)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -36,6 +37,7 @@ DECLARE
     v_deliver boolean;
     v_new bigint;
     v_gone bigint;
+    v_parent bigint;
     i integer;
 BEGIN
     IF v_n IS NULL OR v_n = 0 THEN
@@ -64,14 +66,14 @@ BEGIN
                                                  AND a.affiliation IN ('owner', 'publisher',
                                                                        'publish-only')) END))
         RETURNING nd.node_id, nd.last_seq, nd.item_count, nd.trim_seq, c.persist_items,
-                  c.max_items, c.item_expire, c.deliver_notifications
-        INTO v_node, v_last, v_count, v_trim, v_persist, v_max, v_expire, v_deliver;
+                  c.max_items, c.item_expire, c.deliver_notifications, nd.parent_id
+        INTO v_node, v_last, v_count, v_trim, v_persist, v_max, v_expire, v_deliver, v_parent;
     END IF;
 
     IF v_node IS NULL THEN
         -- Not the simple case: one by one, each with its own status.
         FOR i IN 1..v_n LOOP
-            RETURN QUERY SELECT t.status, t.seq, t.node_id
+            RETURN QUERY SELECT t.status, t.seq, t.node_id, t.audience
                 FROM pubsub.publish_auto(p_node, p_item_ids[i], p_payloads[i], p_publishers[i],
                                          p_payload_ns[i], NULL, p_create_config) t;
         END LOOP;
@@ -120,9 +122,13 @@ BEGIN
              AS u(item_id, payload, publisher, k)
         ORDER BY u.k;
         -- node:seq of the last, so a dispatcher that already read it skips the wake-up.
-        PERFORM pg_notify('pubsub_wakeup', v_node || ':' || v_last);
+        PERFORM pg_notify('pubsub_wakeup', v_node || ':' || v_last || ':'
+                                           || coalesce(current_setting('pubsub.instance', true), ''));
     END IF;
-    RETURN QUERY SELECT 'ok'::text, v_last - v_n + k, v_node
+    -- The audience (see 025) with the last publish only.
+    RETURN QUERY SELECT 'ok'::text, v_last - v_n + k, v_node,
+                        CASE WHEN k = v_n AND current_setting('pubsub.audience', true) = 'on'
+                             THEN pubsub.publish_audience(v_node, v_parent IS NOT NULL) END
         FROM generate_series(1, v_n) AS k ORDER BY k;
 END
 $$;

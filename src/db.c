@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "ids.h"
@@ -100,7 +101,7 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_DELETE_NODE] = {"delete_node", 2,
         "SELECT pubsub.delete_node($1, $2)"},
     [DB_PUBLISH] = {"publish", 7,
-        "SELECT status, seq, node_id"
+        "SELECT status, seq, node_id, audience"
         " FROM pubsub.publish_auto($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)"},
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
@@ -186,7 +187,7 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
      * namespaces, auto-create configuration); one row per publish, in
      * order, with DB_PUBLISH's columns. */
     [DB_PUBLISH_BATCH] = {"publish_batch", 6,
-        "SELECT status, seq, node_id"
+        "SELECT status, seq, node_id, audience"
         " FROM pubsub.publish_batch($1, $2::text[], $3::text[], $4::text[], $5::text[],"
         " $6::jsonb)"},
 };
@@ -227,6 +228,14 @@ static void db_fail_later(struct db_conn *c, const char *why);
 static void db_fail(struct db_conn *c, const char *why);
 
 /* ---- small helpers ------------------------------------------------------ */
+
+const char *db_instance_tag(void)
+{
+    static char tag[17];
+    if (tag[0] == '\0' && ids_random_hex(tag, 8) != 0)
+        snprintf(tag, sizeof tag, "p%lld", (long long)getpid());
+    return tag;
+}
 
 const char *db_value(const PGresult *res, int row, int col)
 {
@@ -513,6 +522,8 @@ static void db_migrate_apply(struct db_conn *c)
     buf_printf(&sql, "SET pubsub.max_nodes_per_owner = %d;", c->cfg->max_nodes_per_owner);
     buf_printf(&sql, "SET pubsub.max_subscriptions_per_jid = %d;",
                c->cfg->max_subscriptions_per_jid);
+    /* Publishes return the audience and tag their NOTIFY (schema 025). */
+    buf_printf(&sql, "SET pubsub.audience = on; SET pubsub.instance = '%s';", db_instance_tag());
     buf_puts(&sql, "COMMIT;");
     c->migrate_step = 2;
     db_send_simple(c, sql.data);
@@ -852,13 +863,13 @@ static void db_batch_split(struct db_query *x)
     if (all == NULL || !db_ok(all))
         return;
     /* The function returns one row per publish, in order. */
-    PS_ASSERT(PQntuples(all) == x->batch && PQnfields(all) == 3);
+    PS_ASSERT(PQntuples(all) == x->batch && PQnfields(all) == 4);
     struct db_query *m = x;
     for (int k = 0; k < x->batch && m; k++, m = m->next) {
         PGresult *r = PQcopyResult(all, PG_COPYRES_ATTRS);
         if (r == NULL)
             abort(); /* out of memory: as xmalloc would */
-        for (int col = 0; col < 3; col++) {
+        for (int col = 0; col < 4; col++) {
             bool null = PQgetisnull(all, k, col) != 0;
             if (!PQsetvalue(r, 0, col, null ? NULL : PQgetvalue(all, k, col),
                             null ? -1 : PQgetlength(all, k, col)))

@@ -158,6 +158,10 @@ int db_pool_outstanding(const struct db_pool *p);
 void db_pool_close(struct db_pool *p);
 void db_pool_free(struct db_pool *p);
 
+/* This process's tag (hex), set on each of its database sessions as
+ * pubsub.instance: the NOTIFY of its own publishes end with it. */
+const char *db_instance_tag(void);
+
 /* Helpers for reading results. */
 const char *db_value(const PGresult *res, int row, int col);
 bool db_is_null(const PGresult *res, int row, int col);

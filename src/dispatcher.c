@@ -48,6 +48,19 @@ struct devent {
     char *payload;
 };
 
+/* One subscription that hears of a node's events: a row of the
+ * subscription query (strings borrowed from its PGresult) or of the
+ * audience a local publish returned (strings in dnode.audience_text). */
+struct dsub {
+    long long sub_id;
+    const char *jid;
+    long long start_seq;
+    const char *subid;
+    bool include_body;
+    const char *via;       /* the collection it comes through; NULL: the node's own */
+    long long start_gseq;
+};
+
 struct dnode {
     struct dispatcher *d;
     long long id;
@@ -68,6 +81,15 @@ struct dnode {
     struct devent *events;
     int nevents;
     bool events_failed;
+    /* The local hand-off: events this process published (offers, in seq
+     * order) and the audience the newest of them returned. */
+    struct devent *offers;
+    int noffers;
+    size_t offer_bytes;
+    char *audience_text;   /* owns the strings of audience */
+    struct dsub *audience;
+    int naudience;
+    long long audience_seq; /* the seq it came with; 0: none */
     struct dnode *next;
 };
 
@@ -97,10 +119,12 @@ struct dispatcher {
     struct loop_timer poll_timer;
     struct loop_timer kick_timer; /* end of this loop iteration: dispatcher_kick */
     uint64_t notifications_sent;
+    uint64_t handed_off; /* events fanned out from a local publish, without a fetch */
 };
 
 static void dispatcher_fetch(struct dispatcher *d, struct dnode *n);
 static void dispatcher_kick(struct dispatcher *d);
+static void dispatcher_kick_fired(struct loop *loop, void *arg);
 static void dispatcher_claim(struct dispatcher *d);
 static void dispatcher_expire(struct dispatcher *d);
 
@@ -125,6 +149,28 @@ static void dnode_free_events(struct dnode *n)
     n->nevents = 0;
 }
 
+static void dnode_free_offers(struct dnode *n)
+{
+    for (int i = 0; i < n->noffers; i++) {
+        free(n->offers[i].item_id);
+        free(n->offers[i].payload);
+    }
+    free(n->offers);
+    n->offers = NULL;
+    n->noffers = 0;
+    n->offer_bytes = 0;
+}
+
+static void dnode_free_audience(struct dnode *n)
+{
+    free(n->audience_text);
+    free(n->audience);
+    n->audience_text = NULL;
+    n->audience = NULL;
+    n->naudience = 0;
+    n->audience_seq = 0;
+}
+
 static void dnode_unlink_free(struct dispatcher *d, struct dnode *n)
 {
     PS_ASSERT(n->pending == 0);
@@ -134,6 +180,8 @@ static void dnode_unlink_free(struct dispatcher *d, struct dnode *n)
     *pp = n->next;
     d->nnodes--;
     dnode_free_events(n);
+    dnode_free_offers(n);
+    dnode_free_audience(n);
     free(n->name);
     free(n);
 }
@@ -298,14 +346,14 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
     }
 }
 
-/* Does subscription `row` start before event e?  A leaf's own
+/* Does subscription sub start before event e?  A leaf's own
  * subscriptions compare node positions; a collection's subscriptions
  * compare positions in the global order. */
-static bool dispatcher_eligible(const struct devent *e, const PGresult *subs, int row)
+static bool dispatcher_eligible(const struct devent *e, const struct dsub *sub)
 {
-    if (db_is_null(subs, row, 5))
-        return db_int(subs, row, 2) < e->seq;
-    return e->kind != 'd' && e->kind != 'c' && db_int(subs, row, 6) < e->gseq;
+    if (sub->via == NULL)
+        return sub->start_seq < e->seq;
+    return e->kind != 'd' && e->kind != 'c' && sub->start_gseq < e->gseq;
 }
 
 /* The notify module's view of event e of node n. */
@@ -318,19 +366,19 @@ static struct notify_event dispatcher_notify_event(const struct dnode *n, const 
 
 /* Writes one notification.  Returns link_send's status. */
 static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, const struct devent *e,
-                               const PGresult *subs, int row, const struct buf *body,
-                               struct buf *msg)
+                               const struct dsub *sub, const struct buf *body, struct buf *msg)
 {
     struct notify_event ne = dispatcher_notify_event(n, e);
+    char sub_id[24];
+    snprintf(sub_id, sizeof sub_id, "%lld", sub->sub_id);
     buf_reset(msg);
-    notify_message_open(msg, d->s->cfg->component_jid, db_value(subs, row, 1), &ne,
-                        db_value(subs, row, 0), n->headline);
-    if (db_value(subs, row, 4)[0] == 't') /* pubsub#include_body */
+    notify_message_open(msg, d->s->cfg->component_jid, sub->jid, &ne, sub_id, n->headline);
+    if (sub->include_body) /* pubsub#include_body */
         notify_body_text(msg, &ne);
     buf_append(msg, body->data, body->len);
-    if (!db_is_null(subs, row, 5)) { /* through a collection: say which (XEP-0248) */
+    if (sub->via != NULL) { /* through a collection: say which (XEP-0248) */
         buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'><header name='Collection'>");
-        buf_put_escaped(msg, db_value(subs, row, 5));
+        buf_put_escaped(msg, sub->via);
         buf_puts(msg, "</header></headers>");
     }
     buf_puts(msg, "</message>");
@@ -391,9 +439,9 @@ static void dispatcher_send_barrier(struct dispatcher *d, struct dnode *n, long 
  * position, within the batch budget; then the barrier.  See the file
  * comment for positions.
  */
-static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGresult *subs)
+static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const struct dsub *subs,
+                               int nsubs)
 {
-    int nsubs = PQntuples(subs);
     int budget = d->s->cfg->dispatch_batch;
     bool paged = n->sent_cursor != 0 || nsubs > budget;
     int usable = nsubs > budget ? budget : nsubs;
@@ -408,8 +456,8 @@ static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGre
         struct notify_event ne = dispatcher_notify_event(n, e);
         notify_event_body(&body, &ne);
         for (int r = 0; r < usable; r++) {
-            if (!silent && dispatcher_eligible(e, subs, r)) {
-                if (dispatcher_send_one(d, n, e, subs, r, &body, &msg) != PS_OK) {
+            if (!silent && dispatcher_eligible(e, &subs[r])) {
+                if (dispatcher_send_one(d, n, e, &subs[r], &body, &msg) != PS_OK) {
                     failed = true;
                     break;
                 }
@@ -418,7 +466,7 @@ static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGre
             bool last_sub = r == usable - 1;
             if (!last_sub && (sent >= budget || !link_can_take_more(&d->s->link))) {
                 seq = e->seq - 1;
-                cursor = db_int(subs, r, 0);
+                cursor = subs[r].sub_id;
                 stopped = true;
                 break;
             }
@@ -428,7 +476,7 @@ static void dispatcher_fan_out(struct dispatcher *d, struct dnode *n, const PGre
         if (paged && nsubs > budget) {
             /* More subscriptions than one batch: this event continues. */
             seq = e->seq - 1;
-            cursor = db_int(subs, usable - 1, 0);
+            cursor = subs[usable - 1].sub_id;
             stopped = true;
             break;
         }
@@ -468,9 +516,18 @@ static void dispatcher_subscribers_cb(void *arg, const PGresult *res, const char
         n->more = true;
         return;
     }
-    if (link_is_ready(&d->s->link) && n->nevents > 0)
-        dispatcher_fan_out(d, n, res);
-    else if (n->nevents > 0)
+    if (link_is_ready(&d->s->link) && n->nevents > 0) {
+        int nsubs = PQntuples(res);
+        struct dsub *subs = xcalloc((size_t)(nsubs ? nsubs : 1), sizeof *subs);
+        for (int r = 0; r < nsubs; r++) {
+            subs[r] = (struct dsub){db_int(res, r, 0), db_value(res, r, 1), db_int(res, r, 2),
+                                    db_value(res, r, 3), db_value(res, r, 4)[0] == 't',
+                                    db_is_null(res, r, 5) ? NULL : db_value(res, r, 5),
+                                    db_int(res, r, 6)};
+        }
+        dispatcher_fan_out(d, n, subs, nsubs);
+        free(subs);
+    } else if (n->nevents > 0)
         n->more = true;
     dnode_free_events(n);
     dispatcher_kick(d);
@@ -618,11 +675,126 @@ void dispatcher_on_iq_reply(struct dispatcher *d, const char *id, bool ok)
         log_debug("dispatcher: could not send the next barrier: link down");
 }
 
+/* ---- the local hand-off ------------------------------------------------------ */
+
+/*
+ * A publish of this process returns, with its result, the node's audience
+ * (pubsub.publish_audience(): the subscription query's rows, read in the
+ * publish's transaction under the node lock, so at least as new as the
+ * event; NULL when the node is in a collection or has many subscribers).
+ * When this dispatcher holds the node, is not fetching, has nothing else
+ * to read (more is false) and the offered events follow its sent position
+ * without a gap, it fans them out from memory: no outbox read, no
+ * subscription read, one database round trip less between a publish's
+ * commit and its notifications.  Everything else is as for fetched events:
+ * the position moves only after the barrier, from what the database holds.
+ * Any doubt (a gap, another kind of change, a fetch in flight, no
+ * audience) drops the offers and fetches instead: they are in the outbox.
+ */
+
+/* Parses the audience text (lines of sub_id, JID, start_seq, subid, t|f
+ * separated by tabs) into n's audience.  Returns false when malformed. */
+static bool dnode_set_audience(struct dnode *n, const char *text, long long seq)
+{
+    dnode_free_audience(n);
+    char *copy = xstrdup(text);
+    int lines = *copy ? 1 : 0;
+    for (const char *p = copy; *p; p++)
+        lines += *p == '\n';
+    struct dsub *a = xcalloc((size_t)(lines ? lines : 1), sizeof *a);
+    char *line = copy;
+    for (int i = 0; i < lines; i++) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        char *f[5];
+        int nf = 0;
+        for (char *p = line; nf < 5; nf++) {
+            f[nf] = p;
+            p = strchr(p, '\t');
+            if (p == NULL) {
+                nf++;
+                break;
+            }
+            *p++ = '\0';
+        }
+        if (nf != 5) {
+            free(a);
+            free(copy);
+            return false;
+        }
+        a[i] = (struct dsub){strtoll(f[0], NULL, 10), f[1], strtoll(f[2], NULL, 10), f[3],
+                             f[4][0] == 't', NULL, 0};
+        line = end ? end + 1 : line + strlen(line);
+    }
+    n->audience_text = copy;
+    n->audience = a;
+    n->naudience = lines;
+    n->audience_seq = seq;
+    return true;
+}
+
+void dispatcher_offer(struct dispatcher *d, long long node_id, long long seq, const char *item_id,
+                      const char *payload, const char *audience)
+{
+    struct dnode *n = dnode_find(d, node_id);
+    if (n == NULL || n->state != DN_READY || n->more || n->in_collection) {
+        if (n)
+            dnode_free_offers(n); /* a fetch will read them */
+        dispatcher_wake(d, node_id);
+        return;
+    }
+    long long expect = n->noffers ? n->offers[n->noffers - 1].seq + 1 : n->sent_seq + 1;
+    size_t len = payload ? strlen(payload) : 0;
+    if (seq != expect || n->noffers >= d->s->cfg->dispatch_events ||
+        n->offer_bytes + len > DISPATCH_BATCH_BYTES) {
+        dnode_free_offers(n);
+        dispatcher_wake(d, node_id);
+        return;
+    }
+    n->offers = xrealloc(n->offers, (size_t)(n->noffers + 1) * sizeof *n->offers);
+    n->offers[n->noffers++] = (struct devent){seq, 0, (char)NOTIFY_PUBLISH,
+                                              item_id ? xstrdup(item_id) : NULL,
+                                              payload ? xstrdup(payload) : NULL};
+    n->offer_bytes += len;
+    if (audience && !dnode_set_audience(n, audience, seq))
+        log_warn("dispatcher: node %lld: malformed audience, reading it instead", n->id);
+    if (!d->kick_timer.armed)
+        loop_timer_arm(d->s->loop, &d->kick_timer, 0, dispatcher_kick_fired, d);
+}
+
+/* Fans out n's offers from memory when it is safe (see above), else
+ * drops them and fetches. */
+static void dispatcher_hand_off(struct dispatcher *d, struct dnode *n)
+{
+    bool ok = !d->stopping && n->name != NULL && !n->gone && !n->in_collection &&
+              n->sent_cursor == 0 && n->offers[0].seq == n->sent_seq + 1 &&
+              n->audience_text != NULL && n->audience_seq >= n->offers[n->noffers - 1].seq &&
+              n->naudience <= d->s->cfg->dispatch_batch && n->batches < MAX_BATCHES_PER_NODE &&
+              link_is_ready(&d->s->link) && link_can_take_more(&d->s->link);
+    if (!ok) {
+        dnode_free_offers(n);
+        n->more = true;
+        dispatcher_fetch(d, n);
+        return;
+    }
+    dnode_free_events(n);
+    n->events = n->offers;
+    n->nevents = n->noffers;
+    n->offers = NULL;
+    n->noffers = 0;
+    n->offer_bytes = 0;
+    d->handed_off += (uint64_t)n->nevents;
+    dispatcher_fan_out(d, n, n->audience, n->naudience);
+    dnode_free_events(n);
+}
+
 /* ---- scheduling ----------------------------------------------------------- */
 
 static bool dnode_idle(const struct dnode *n)
 {
-    return n->state == DN_READY && !n->more && n->batches == 0 && n->pending == 0;
+    return n->state == DN_READY && !n->more && n->noffers == 0 && n->batches == 0 &&
+           n->pending == 0;
 }
 
 /* Releases nodes with nothing to do: all of them when `all`, else those
@@ -649,10 +821,15 @@ static void dispatcher_kick(struct dispatcher *d)
     while (n) {
         struct dnode *next = n->next;
         if (n->state == DN_READY) {
-            if (n->gone && n->batches == 0 && n->pending == 0)
+            if (n->gone && n->batches == 0 && n->pending == 0) {
+                dnode_free_offers(n);
                 dispatcher_release(d, n);
-            else if (n->more)
+            } else if (n->more) {
+                dnode_free_offers(n); /* the fetch reads them */
                 dispatcher_fetch(d, n);
+            } else if (n->noffers > 0) {
+                dispatcher_hand_off(d, n);
+            }
             if (dnode_idle(n) && n->idle_since_ms == 0)
                 n->idle_since_ms = now;
             else if (!dnode_idle(n))
@@ -713,7 +890,11 @@ static void dispatcher_on_notify(void *arg, const char *channel, const char *pay
     long long id = strtoll(payload ? payload : "0", &end, 10);
     if (id <= 0)
         return;
-    long long seq = *end == ':' ? strtoll(end + 1, NULL, 10) : 0;
+    long long seq = *end == ':' ? strtoll(end + 1, &end, 10) : 0;
+    /* "node:seq:instance": a publish of this process, which woke (or
+     * offered to) the dispatcher directly when its result came. */
+    if (seq > 0 && *end == ':' && strcmp(end + 1, db_instance_tag()) == 0)
+        return;
     struct dnode *n = dnode_find(d, id);
     if (n && seq > 0 && seq <= n->sent_seq && n->state != DN_RELEASING)
         return;

@@ -29,6 +29,12 @@ bool dispatcher_idle(const struct dispatcher *d);
 void dispatcher_wake(struct dispatcher *d, long long node_id);
 /* Something committed on an unknown node. */
 void dispatcher_wake_any(struct dispatcher *d);
+/* A publish of this process committed as seq on node_id, with its item id
+ * and payload (borrowed, copied when kept) and the audience its statement
+ * returned (borrowed; NULL: none).  Wakes the dispatcher, which may fan it
+ * out without reading the database (the local hand-off, dispatcher.c). */
+void dispatcher_offer(struct dispatcher *d, long long node_id, long long seq, const char *item_id,
+                      const char *payload, const char *audience);
 
 /* Link events (from the server's link handlers). */
 void dispatcher_link_ready(struct dispatcher *d);

@@ -120,10 +120,14 @@ static void pubsub_call_result(void *arg, const PGresult *res, const char *error
         (*slot)--;
     if (res == NULL) {
         (void)stanza_reply_error(&s->link, call->req, &ERR_WAIT, "storage unavailable, retry later");
+        if (call->failed)
+            call->failed(call);
     } else if (!db_ok(res)) {
         log_error("iq %s from %s node %s: database error %s", call->req->id, call->req->from,
                   call->node ? call->node : "-", db_error(res));
         (void)stanza_reply_error(&s->link, call->req, &ERR_INTERNAL, NULL);
+        if (call->failed)
+            call->failed(call);
     } else {
         call->done(call, res);
     }

@@ -42,6 +42,9 @@ struct pubsub_call {
     void *extra;                    /* handler's own state, freed with: */
     void (*free_extra)(void *extra);
     pubsub_done_cb done;
+    /* Optional: runs when the statement failed or its result did not
+     * come (after the error reply). */
+    void (*failed)(struct pubsub_call *call);
 };
 
 /* Takes ownership of req; node may be NULL. */

@@ -54,7 +54,16 @@ static void pubsub_publish_done(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, "'/></publish></pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
-    dispatcher_wake(call->s->dispatcher, node_id);
+    dispatcher_offer(call->s->dispatcher, node_id, seq, call->item_id, call->extra,
+                     db_is_null(res, 0, 3) ? NULL : db_value(res, 0, 3));
+}
+
+/* A publish whose result did not come (timeout, lost connection) may still
+ * have committed; its NOTIFY is one this process ignores (its own), so
+ * the dispatcher looks at every node it holds. */
+static void pubsub_publish_failed(struct pubsub_call *call)
+{
+    dispatcher_wake_any(call->s->dispatcher);
 }
 
 void pubsub_publish(struct server *s, struct iq_request *req, const struct stanza *st,
@@ -124,14 +133,17 @@ void pubsub_publish(struct server *s, struct iq_request *req, const struct stanz
     if (s->cfg->auto_create_nodes)
         node_config_defaults_json(s->cfg, &create);
     struct pubsub_call *call = pubsub_call_new(s, req, node, pubsub_publish_done);
+    call->failed = pubsub_publish_failed;
     call->item_id = generated ? generated : xstrdup(item_id);
     const char *params[] = {call->node, call->item_id, text.data, req->from_bare,
                             xnode_ns(payload), pre.len ? pre.data : NULL,
                             create.len ? create.data : NULL};
+    /* The payload as stored, for the dispatcher's hand-off. */
+    call->extra = text.data ? buf_steal(&text) : NULL;
+    call->free_extra = free;
     pubsub_call_submit(call, DB_PUBLISH, 7, params);
     buf_free(&create);
     buf_free(&pre);
-    buf_free(&text);
 }
 
 static void pubsub_retract_done(struct pubsub_call *call, const PGresult *res)

@@ -1304,6 +1304,81 @@ START_TEST(test_publish_burst)
 }
 END_TEST
 
+/* ---- 7. two processes on one database ------------------------------------ */
+
+/*
+ * c7 and c8 share one database and publish to one node in turns (bursts
+ * of 10 through one, then the other).  Whichever holds the node dispatches
+ * the events of both: its own from memory (the local hand-off), the
+ * other's read from the outbox after the NOTIFY, and its own again after
+ * such a gap.  Alice gets every seq once, in order, with the right item.
+ */
+START_TEST(test_two_processes)
+{
+    enum { ROUNDS = 6, BURST = 10 };
+    struct fixture f;
+    fixture_up(&f, 7);
+    char *jid8 = h_strf("c8.%s", h_env("PST_DOMAIN"));
+    struct h_proc *p8 = h_pubsubd_start(jid8, f.db, NULL);
+    wait_ready(p8, f.owner, jid8);
+    struct h_client *alice = connect_user("alice");
+    char *node = h_uid("two");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+    long long sa = subscribe(&f, alice, node);
+
+    for (int r = 0; r < ROUNDS; r++) {
+        const char *to = r % 2 ? jid8 : f.jid;
+        char *ids[BURST];
+        for (int i = 0; i < BURST; i++) {
+            ids[i] = h_uid("two");
+            char *xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
+                               "'><publish node='%s'><item id='t%d'><n xmlns='" NS_TEST
+                               "'>%d</n></item></publish></pubsub></iq>",
+                               to, ids[i], node, r * BURST + i, r * BURST + i);
+            h_send(f.owner, xml);
+            free(xml);
+        }
+        for (int i = 0; i < BURST; i++) {
+            xmpp_stanza_t *res = h_wait_reply(f.owner, ids[i], IQ_TIMEOUT_MS);
+            h_assert_result(r % 2 ? p8 : f.proc, res, "publish through two processes");
+            xmpp_stanza_release(res);
+            free(ids[i]);
+        }
+    }
+    for (int k = 0; k < ROUNDS * BURST; k++) {
+        xmpp_stanza_t *m = next_message(&f, alice, "a notification of either process");
+        char *text = h_stanza_to_string(m);
+        char *id = h_strf("ps-%lld-%d-%lld", nid, k + 1, sa);
+        char *item = h_strf("t%d", k);
+        const char *from = xmpp_stanza_get_from(m);
+        xmpp_stanza_t *it = h_child(h_child(h_child(m, "event", H_NS_PUBSUB_EVENT), "items", NULL),
+                                    "item", NULL);
+        bool ok = xmpp_stanza_get_id(m) != NULL && strcmp(xmpp_stanza_get_id(m), id) == 0 &&
+                  from != NULL && (strcmp(from, f.jid) == 0 || strcmp(from, jid8) == 0) &&
+                  it != NULL && xmpp_stanza_get_id(it) != NULL &&
+                  strcmp(xmpp_stanza_get_id(it), item) == 0;
+        if (!ok) {
+            h_fail_dump(f.proc);
+            h_fail_dump(p8);
+        }
+        ck_assert_msg(ok, "notification %d: expected id %s with item %s, got %s", k + 1, id, item,
+                      text);
+        free(item);
+        free(id);
+        free(text);
+        xmpp_stanza_release(m);
+    }
+    expect_no_message(&f, alice, "after every seq arrived once");
+
+    free(node);
+    h_client_disconnect(alice);
+    h_pubsubd_stop(p8);
+    free(jid8);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -1322,6 +1397,7 @@ static Suite *pubsub_suite(void)
     suite_add_tcase(s, tcase("bad_requests", test_bad_requests));
     suite_add_tcase(s, tcase("subscription_errors", test_subscription_errors));
     suite_add_tcase(s, tcase("publish_burst", test_publish_burst));
+    suite_add_tcase(s, tcase("two_processes", test_two_processes));
     return s;
 }
 
