@@ -23,10 +23,10 @@
 -- For the dispatcher of the pubsubd that published (the local hand-off,
 -- see dispatcher.c): a successful publish also returns the node's audience
 -- (pubsub.publish_audience(), read under the node lock, so as new as the
--- event), when the session asks for it (SET pubsub.audience = on, pubsubd's
--- connections), and its NOTIFY payload ends with the session's
--- pubsub.instance, so that this pubsubd can ignore the wake-ups of its own
--- publishes.
+-- event; only when the publish wrote an outbox row), when the session asks
+-- for it (SET pubsub.audience = on: pubsubd's sessions), and its NOTIFY
+-- payload ends with the session's pubsub.instance, so that this pubsubd
+-- can ignore the wake-ups of its own publishes.
 
 -- The subscriptions that hear of a publish to a leaf that is in no
 -- collection, as lines of sub_id, JID, start_seq, subid, include_body (t or
@@ -191,7 +191,9 @@ BEGIN
         PERFORM pg_notify('pubsub_wakeup', r.node_id || ':' || seq || ':'
                                            || coalesce(current_setting('pubsub.instance', true), ''));
     END IF;
-    IF current_setting('pubsub.audience', true) = 'on' THEN
+    -- Only with an outbox row: no audience, no hand-off of an event that
+    -- does not exist (pubsub#deliver_notifications false).
+    IF r.deliver_notifications AND current_setting('pubsub.audience', true) = 'on' THEN
         audience := pubsub.publish_audience(r.node_id, v_parent IS NOT NULL);
     END IF;
     status := 'ok';

@@ -127,7 +127,8 @@ BEGIN
     END IF;
     -- The audience (see 025) with the last publish only.
     RETURN QUERY SELECT 'ok'::text, v_last - v_n + k, v_node,
-                        CASE WHEN k = v_n AND current_setting('pubsub.audience', true) = 'on'
+                        CASE WHEN k = v_n AND v_deliver
+                                  AND current_setting('pubsub.audience', true) = 'on'
                              THEN pubsub.publish_audience(v_node, v_parent IS NOT NULL) END
         FROM generate_series(1, v_n) AS k ORDER BY k;
 END
