@@ -125,11 +125,16 @@ BEGIN
         PERFORM pg_notify('pubsub_wakeup', v_node || ':' || v_last || ':'
                                            || coalesce(current_setting('pubsub.instance', true), ''));
     END IF;
-    -- The audience (see 025) with the last publish only.
-    RETURN QUERY SELECT 'ok'::text, v_last - v_n + k, v_node,
-                        CASE WHEN k = v_n AND v_deliver
-                                  AND current_setting('pubsub.audience', true) = 'on'
-                             THEN pubsub.publish_audience(v_node, v_parent IS NOT NULL) END
-        FROM generate_series(1, v_n) AS k ORDER BY k;
+    -- One row per publish (RETURN NEXT: no query to set up); the audience
+    -- (see 025) with the last one only.
+    FOR i IN 1..v_n LOOP
+        status := 'ok';
+        seq := v_last - v_n + i;
+        node_id := v_node;
+        IF i = v_n AND v_deliver AND current_setting('pubsub.audience', true) = 'on' THEN
+            audience := pubsub.publish_audience(v_node, v_parent IS NOT NULL);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
