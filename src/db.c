@@ -72,8 +72,8 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_NODE_SUBSCRIPTIONS] = {"node_subscriptions", 4,
         "SELECT status, jid, subid, state, sub_id, total"
         " FROM pubsub.node_subscriptions($1, $2, $3, $4)"},
-    [DB_MODIFY_SUBSCRIPTIONS] = {"modify_subscriptions", 4,
-        "SELECT pubsub.modify_subscriptions($1, $2, $3, $4)"},
+    [DB_MODIFY_SUBSCRIPTIONS] = {"modify_subscriptions", 5,
+        "SELECT pubsub.modify_subscriptions($1, $2, $3, $4, $5)"},
     [DB_NODE_AFFILIATIONS] = {"node_affiliations", 4,
         "SELECT status, jid, affiliation, total FROM pubsub.node_affiliations($1, $2, $3, $4)"},
     [DB_MODIFY_AFFILIATIONS] = {"modify_affiliations", 4,
@@ -92,11 +92,8 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, jid, state FROM pubsub.authorize($1, $2, $3, $4, $5)"},
     [DB_PENDING] = {"pending", 2, "SELECT status, node, jid, subid FROM pubsub.pending($1, $2)"},
     [DB_GET_SUB_OPTIONS] = {"get_sub_options", 4,
-        "SELECT o.status, o.deliver, o.include_body, o.expire,"
-        " coalesce((SELECT CASE WHEN s.sub_depth >= 1000 THEN 'all' ELSE s.sub_depth::text END"
-        "  FROM pubsub.subscription s JOIN pubsub.node n ON n.node_id = s.node_id"
-        "  WHERE n.name = $1 AND NOT n.deleted AND s.jid = $2), '1')"
-        " FROM pubsub.get_sub_options($1, $2, $3, $4) o"},
+        "SELECT status, deliver, include_body, expire, depth, subid"
+        " FROM pubsub.get_sub_options($1, $2, $3, $4)"},
     [DB_SET_SUB_OPTIONS] = {"set_sub_options", 5,
         "SELECT pubsub.set_sub_options($1, $2, $3, $4, $5::jsonb)"},
     [DB_UNSUBSCRIBE] = {"unsubscribe", 3,
@@ -133,15 +130,28 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "  sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY seq) AS cum"
         " FROM pubsub.event WHERE node_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) e"
         " WHERE cum - coalesce(octet_length(payload), 0) < $4 ORDER BY seq"},
+    /* One row per JID (its first subscription, whatever the state, so
+     * that the row and the cursor stay put while its other subscriptions
+     * come and go); with several eligible subscriptions, subids lists
+     * them as "L<start_seq>:<subid> ..." (see dispatch_audience). */
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
-        "SELECT sub_id, jid, start_seq, subid, include_body, NULL::text AS via, start_gseq"
-        " FROM pubsub.subscription"
-        " WHERE node_id = $1 AND sub_id > $2 AND state = 'subscribed' AND deliver"
-        "   AND (expires_at IS NULL OR expires_at > now())"
-        " ORDER BY sub_id LIMIT $3"},
+        "SELECT s.sub_id, s.jid, m.start_seq, s.subid, m.include_body, NULL::text AS via,"
+        " s.start_gseq, m.subids"
+        " FROM pubsub.subscription s CROSS JOIN LATERAL ("
+        "  SELECT min(x.start_seq) AS start_seq, bool_or(x.include_body) AS include_body,"
+        "   CASE WHEN count(*) > 1"
+        "    THEN string_agg('L' || x.start_seq || ':' || x.subid, ' ') END AS subids"
+        "  FROM pubsub.subscription x"
+        "  WHERE x.node_id = s.node_id AND x.jid = s.jid AND x.state = 'subscribed'"
+        "   AND x.deliver AND (x.expires_at IS NULL OR x.expires_at > now())"
+        "  HAVING count(*) > 0) m"
+        " WHERE s.node_id = $1 AND s.sub_id > $2 AND NOT EXISTS ("
+        "  SELECT 1 FROM pubsub.subscription p"
+        "  WHERE p.node_id = s.node_id AND p.jid = s.jid AND p.sub_id < s.sub_id)"
+        " ORDER BY s.sub_id LIMIT $3"},
     /* The same for a leaf inside collections (XEP-0248). */
     [DB_DISPATCH_AUDIENCE] = {"dispatch_audience", 3,
-        "SELECT sub_id, jid, start_seq, subid, include_body, via, start_gseq"
+        "SELECT sub_id, jid, start_seq, subid, include_body, via, start_gseq, subids"
         " FROM pubsub.dispatch_audience($1, $2, $3)"},
     [DB_DISPATCH_COMMIT] = {"dispatch_commit", 3,
         "SELECT pubsub.dispatch_commit($1, $2, $3)"},

@@ -45,6 +45,7 @@ static const char *const service_features[] = {
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#subscribe",
     NS_PUBSUB "#subscription-options",
+    NS_PUBSUB "#multi-subscribe",
     NS_PUBSUB "#subscription-notifications",
     NS_PUBSUB "#last-published",
     NS_PUBSUB "#access-authorize",

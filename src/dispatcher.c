@@ -297,14 +297,87 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
     }
 }
 
-/* Does subscription `row` start before event e?  A leaf's own
- * subscriptions compare node positions; a collection's subscriptions
- * compare positions in the global order. */
+/* Does a subscription that starts at node position start_seq (a leaf's
+ * own) or at global position start_gseq (a collection's, via != NULL)
+ * start before event e? */
+static bool dispatcher_starts_before(const struct devent *e, bool via, long long start)
+{
+    if (!via)
+        return start < e->seq;
+    return e->kind != 'd' && e->kind != 'c' && start < e->gseq;
+}
+
+/*
+ * A JID with several subscriptions comes as one row whose subids column
+ * lists them, "L<start_seq>:<subid>" (the leaf's own) or
+ * "G<start_gseq>:<subid>" (a collection's) separated by spaces; upper
+ * case letters mark the SubIDs that go into SHIM headers (see
+ * dispatch_audience in schema/025_multi_subscribe.sql).  Returns the next
+ * entry at or after *p that started before e (and is upper case when
+ * headers_only), its SubID in [*subid, *subid + *len), advancing *p;
+ * false at the end.
+ */
+static bool dispatcher_next_subid(const struct devent *e, bool headers_only, const char **p,
+                                  const char **subid, size_t *len)
+{
+    while (**p) {
+        const char *entry = *p;
+        const char *colon = strchr(entry, ':');
+        if (colon == NULL)
+            return false;
+        const char *end = colon + strcspn(colon, " ");
+        *p = *end ? end + 1 : end;
+        bool via = entry[0] == 'G' || entry[0] == 'g';
+        if (headers_only && entry[0] != 'L' && entry[0] != 'G')
+            continue;
+        if (dispatcher_starts_before(e, via, strtoll(entry + 1, NULL, 10))) {
+            *subid = colon + 1;
+            *len = (size_t)(end - colon - 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Does the JID of subscription row `row` hear of event e? */
 static bool dispatcher_eligible(const struct devent *e, const PGresult *subs, int row)
 {
-    if (db_is_null(subs, row, 5))
-        return db_int(subs, row, 2) < e->seq;
-    return e->kind != 'd' && e->kind != 'c' && db_int(subs, row, 6) < e->gseq;
+    if (!db_is_null(subs, row, 7)) {
+        const char *p = db_value(subs, row, 7), *subid;
+        size_t len;
+        return dispatcher_next_subid(e, false, &p, &subid, &len);
+    }
+    bool via = !db_is_null(subs, row, 5);
+    return dispatcher_starts_before(e, via, db_int(subs, row, via ? 6 : 2));
+}
+
+/* Appends the SHIM headers of a notification: the collection it came
+ * through (XEP-0248) and, for a JID with several subscriptions, the
+ * SubIDs that produced it (XEP-0060 §7.1.2.2, §12.x "impl-shim"). */
+static void dispatcher_headers(struct buf *msg, const struct devent *e, const PGresult *subs,
+                               int row)
+{
+    bool via = !db_is_null(subs, row, 5);
+    const char *p = "", *subid;
+    size_t len;
+    if (!db_is_null(subs, row, 7) && (e->kind == 'p' || e->kind == 'r'))
+        p = db_value(subs, row, 7);
+    const char *probe = p;
+    bool subids = dispatcher_next_subid(e, true, &probe, &subid, &len);
+    if (!via && !subids)
+        return;
+    buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'>");
+    if (via) {
+        buf_puts(msg, "<header name='Collection'>");
+        buf_put_escaped(msg, db_value(subs, row, 5));
+        buf_puts(msg, "</header>");
+    }
+    while (dispatcher_next_subid(e, true, &p, &subid, &len)) {
+        buf_puts(msg, "<header name='SubID'>");
+        buf_put_escaped_n(msg, subid, len);
+        buf_puts(msg, "</header>");
+    }
+    buf_puts(msg, "</headers>");
 }
 
 /* The notify module's view of event e of node n. */
@@ -327,11 +400,7 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
     if (db_value(subs, row, 4)[0] == 't') /* pubsub#include_body */
         notify_body_text(msg, &ne);
     buf_append(msg, body->data, body->len);
-    if (!db_is_null(subs, row, 5)) { /* through a collection: say which (XEP-0248) */
-        buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'><header name='Collection'>");
-        buf_put_escaped(msg, db_value(subs, row, 5));
-        buf_puts(msg, "</header></headers>");
-    }
+    dispatcher_headers(msg, e, subs, row);
     buf_puts(msg, "</message>");
     return link_send(&d->s->link, msg->data, msg->len);
 }

@@ -36,6 +36,7 @@ static const struct status_error status_errors[] = {
     {"cycle", {"cancel", "not-allowed", "invalid-options", NULL}},
     {"kind-change", {"modify", "not-acceptable", NULL, NULL}},
     {"invalid-subid", {"modify", "not-acceptable", "invalid-subid", NULL}},
+    {"subid-required", {"modify", "bad-request", "subid-required", NULL}},
     {"not-persistent", {"cancel", "feature-not-implemented", "unsupported", "persistent-items"}},
 };
 

@@ -244,11 +244,13 @@ static bool jid_listed(const struct buf *jids, const char *jid)
 
 /*
  * Collects the (jid, value) pairs of the <subscription/> or
- * <affiliation/> children into two newline-separated lists.  Returns 0 or
- * -1 after answering.
+ * <affiliation/> children into two newline-separated lists, and for
+ * subscriptions their SubIDs into a third (empty lines where absent).
+ * Returns 0 or -1 after answering.
  */
 static int collect_entries(struct server *s, struct iq_request **reqp, const struct xnode *el,
-                           bool subscriptions, struct buf *jids, struct buf *values)
+                           bool subscriptions, struct buf *jids, struct buf *values,
+                           struct buf *subids)
 {
     const char *child = subscriptions ? "subscription" : "affiliation";
     int count = 0;
@@ -256,6 +258,7 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
          c = xnode_next(c, child, NS_PUBSUB_OWNER)) {
         const char *jid = xnode_attr(c, "jid");
         const char *value = xnode_attr(c, subscriptions ? "subscription" : "affiliation");
+        const char *subid = subscriptions ? xnode_attr(c, "subid") : NULL;
         char *norm = jid ? (subscriptions ? jid_normalize(jid) : jid_bare(jid)) : NULL;
         const char *why = NULL;
         if (norm == NULL)
@@ -265,6 +268,8 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
         else if (subscriptions ? strcmp(value, "subscribed") != 0 && strcmp(value, "none") != 0
                                : !in_list(affiliations, value))
             why = "unsupported value";
+        else if (subid && strchr(subid, '\n'))
+            why = "invalid subid";
         else if (!subscriptions && jid_listed(jids, norm))
             why = "several entries for one JID"; /* §8.9.2.4 */
         else if (++count > s->cfg->max_items_per_request)
@@ -275,12 +280,16 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
             *reqp = NULL;
             return -1;
         }
-        if (jids->len) {
+        if (count > 1) {
             buf_puts(jids, "\n");
             buf_puts(values, "\n");
+            if (subscriptions)
+                buf_puts(subids, "\n");
         }
         buf_puts(jids, norm);
         buf_puts(values, value);
+        if (subid)
+            buf_puts(subids, subid);
         free(norm);
     }
     if (count == 0) {
@@ -312,17 +321,20 @@ void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xn
         free(after);
         return;
     }
-    struct buf jids = BUF_INIT, values = BUF_INIT;
-    if (collect_entries(s, &req, el, subscriptions, &jids, &values) != 0) {
+    struct buf jids = BUF_INIT, values = BUF_INIT, subids = BUF_INIT;
+    if (collect_entries(s, &req, el, subscriptions, &jids, &values, &subids) != 0) {
         buf_free(&jids);
         buf_free(&values);
+        buf_free(&subids);
         return;
     }
     struct pubsub_call *call = pubsub_call_new(s, req, node, modify_done);
     call->jid = xstrdup(subscriptions ? "subscriptions" : "affiliations");
-    const char *params[] = {call->node, req->from_bare, jids.data, values.data};
-    pubsub_call_submit(call, subscriptions ? DB_MODIFY_SUBSCRIPTIONS : DB_MODIFY_AFFILIATIONS, 4,
-                       params);
+    const char *params[] = {call->node, req->from_bare, jids.data, values.data,
+                            subids.data ? subids.data : ""};
+    pubsub_call_submit(call, subscriptions ? DB_MODIFY_SUBSCRIPTIONS : DB_MODIFY_AFFILIATIONS,
+                       subscriptions ? 5 : 4, params);
     buf_free(&jids);
     buf_free(&values);
+    buf_free(&subids);
 }

@@ -71,8 +71,9 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
             buf_puts(json, b ? ":true" : ":false");
             *(strcmp(fd->var, "pubsub#deliver") == 0 ? &o.deliver : &o.include_body) = b;
         } else if (strcmp(fd->var, "pubsub#expire") == 0 && fd->nvalues <= 1 &&
-                   (v == NULL || strcmp(v, "presence") != 0)) {
-            /* An XEP-0082 DateTime (checked by the database) or empty. */
+                   (v == NULL || *v == '\0' || form_is_datetime(v))) {
+            /* An XEP-0082 DateTime, or empty: never ("presence" is not
+             * possible: pubsubd does not see presence). */
             buf_puts(json, "\"expire\":");
             buf_put_json_string(json, v ? v : "");
             free(o.expire);
@@ -285,6 +286,8 @@ static void options_get_done(struct pubsub_call *call, const PGresult *res)
     buf_put_escaped(&b, call->node);
     buf_puts(&b, "' jid='");
     buf_put_escaped(&b, call->jid);
+    buf_puts(&b, "' subid='");
+    buf_put_escaped(&b, db_value(res, 0, 5));
     buf_puts(&b, "'>");
     sub_options_form(&b, "form", db_value(res, 0, 1)[0] == 't', db_value(res, 0, 2)[0] == 't',
                      db_value(res, 0, 3), db_value(res, 0, 4));
@@ -317,6 +320,8 @@ void pubsub_options(struct server *s, struct iq_request *req, const struct xnode
         return;
     }
     const char *subid = xnode_attr(options, "subid");
+    if (subid && *subid == '\0')
+        subid = NULL;
     if (!req->is_set) {
         struct pubsub_call *call = pubsub_call_new(s, req, node, options_get_done);
         call->jid = norm;

@@ -1164,6 +1164,37 @@ bool h_wait_component(struct h_client *c, const char *component_jid,
     }
 }
 
+void h_wait_service_ready(struct h_proc *p, struct h_client *c,
+                          const char *component_jid, int timeout_ms)
+{
+    long long deadline = h_now_ms() + timeout_ms;
+    if (!h_wait_component(c, component_jid, timeout_ms)) {
+        h_fail_dump(p);
+        ck_abort_msg("%s did not answer disco#info within %d ms", component_jid,
+                     timeout_ms);
+    }
+    for (;;) {
+        char *id = h_uid("ready");
+        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
+                           H_NS_DISCO_ITEMS "'/></iq>", component_jid, id);
+        xmpp_stanza_t *r = h_iq(c, xml, 2000);
+        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
+        bool ok = type != NULL && strcmp(type, "result") == 0;
+        if (r != NULL)
+            xmpp_stanza_release(r);
+        free(xml);
+        free(id);
+        if (ok)
+            return;
+        if (h_now_ms() >= deadline) {
+            h_fail_dump(p);
+            ck_abort_msg("%s did not answer disco#items with a result within "
+                         "%d ms", component_jid, timeout_ms);
+        }
+        h_pump(50);
+    }
+}
+
 /* ---- stanzas ------------------------------------------------------------ */
 
 char *h_stanza_to_string(xmpp_stanza_t *s)

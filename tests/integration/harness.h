@@ -251,6 +251,15 @@ void h_pump(int ms);
 bool h_wait_component(struct h_client *c, const char *component_jid,
                       int timeout_ms);
 
+/*
+ * h_wait_component, then polls disco#items until it answers with a result:
+ * pubsubd answers requests that need the database with a wait error until
+ * its pool is connected.  Fails the test (printing p's log) after
+ * timeout_ms.
+ */
+void h_wait_service_ready(struct h_proc *p, struct h_client *c,
+                          const char *component_jid, int timeout_ms);
+
 /* ---- stanzas ------------------------------------------------------------ */
 
 /* The stanza as XML text; the caller frees it.  NULL gives "(no stanza)". */
