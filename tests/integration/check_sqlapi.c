@@ -677,6 +677,14 @@ START_TEST(test_restricted_xml_refused)
         {"'r8'", "'<p:order/>'", "invalid-payload"}, /* undeclared prefix */
         {"''", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
         {"'r' || chr(1)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+        {"'r' || chr(65534)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+        {"'r' || chr(65535)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+        {"'r' || chr(127)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+    };
+    /* Publishers that are not bare JIDs an XML stream can carry. */
+    static const char *const bad_publishers[] = {
+        "NULL", "''", "'owner@localhost/res'", "'a@b@c'", "'owner' || chr(1) || '@localhost'",
+        "'owner@local' || chr(65535)", "'own er@localhost'", "repeat('a', 3072)",
     };
     struct fixture f;
     fixture_up(&f);
@@ -694,6 +702,16 @@ START_TEST(test_restricted_xml_refused)
                       "dispatcher would copy it into the component stream, which the XMPP "
                       "server closes)", cases[i].item_id, cases[i].payload, PQgetvalue(r, 0, 0),
                       cases[i].status);
+        PQclear(r);
+        free(sql);
+    }
+    for (size_t i = 0; i < sizeof bad_publishers / sizeof bad_publishers[0]; i++) {
+        char *sql = h_strf("SELECT status FROM pubsub.publish('%s', 'p%zu', '<order xmlns=''"
+                           NS_SHOP "''/>', %s)", f.node, i, bad_publishers[i]);
+        PGresult *r = h_sql(f.db, sql);
+        ck_assert_msg(strcmp(PQgetvalue(r, 0, 0), "invalid-publisher") == 0,
+                      "pubsub.publish(publisher %s): status %s, expected invalid-publisher",
+                      bad_publishers[i], PQgetvalue(r, 0, 0));
         PQclear(r);
         free(sql);
     }
