@@ -7,6 +7,14 @@
 -- service off again at every attempt.  Not XML 1.0 Chars: U+0001-U+001F
 -- (PostgreSQL text has no U+0000), U+FFFE, U+FFFF; U+007F is refused
 -- too, as in the rest of pubsubd's JIDs and ids.
+--
+-- pubsub.publish also becomes SECURITY DEFINER: it runs with the rights of
+-- its owner (the role that applied the migrations, pubsubd's), so an
+-- application's role needs only USAGE on the schema and EXECUTE on this
+-- one function, granted explicitly (no longer to PUBLIC), and cannot touch
+-- the outbox or the items otherwise.  search_path is pinned so that the
+-- caller's objects cannot stand in for built-ins.  A later CREATE OR
+-- REPLACE of this function must repeat SECURITY DEFINER and the SET.
 
 CREATE FUNCTION pubsub.is_stream_safe(p text) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
@@ -15,7 +23,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION pubsub.publish(p_node text, p_item_id text, p_payload text,
     p_publisher text, OUT status text, OUT seq bigint, OUT item_id text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_node_id bigint;
     v_ns text;
@@ -48,3 +56,5 @@ BEGIN
                                 coalesce(v_ns, ''), NULL) t;
 END
 $$;
+
+REVOKE ALL ON FUNCTION pubsub.publish(text, text, text, text) FROM PUBLIC;

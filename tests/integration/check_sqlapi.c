@@ -741,6 +741,83 @@ START_TEST(test_restricted_xml_refused)
 }
 END_TEST
 
+/* ---- 7. least privilege: EXECUTE on pubsub.publish and nothing else ----- */
+
+/* Runs sql as role on f's database; returns the SQLSTATE of its error, or
+ * "" when it succeeded (caller frees). */
+static char *sql_as(const struct fixture *f, const char *role, const char *sql)
+{
+    char *conninfo = h_strf("%s user=%s", f->db, role);
+    PGconn *c = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect as %s: %s", role, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    char *out = strdup(PQresultStatus(r) == PGRES_TUPLES_OK ||
+                               PQresultStatus(r) == PGRES_COMMAND_OK
+                           ? ""
+                           : state ? state : "?");
+    PQclear(r);
+    PQfinish(c);
+    free(conninfo);
+    return out;
+}
+
+START_TEST(test_least_privilege)
+{
+    struct fixture f;
+    fixture_up(&f);
+    /* Roles are cluster-wide: unique names, dropped at the end. */
+    char *app = h_strf("app_%d_%lld", (int)getpid(), h_now_ms() % 1000000);
+    char *other = h_strf("other_%d_%lld", (int)getpid(), h_now_ms() % 1000000);
+    char *sql = h_strf("CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN;"
+                       " GRANT USAGE ON SCHEMA pubsub TO %s, %s;"
+                       " GRANT EXECUTE ON FUNCTION pubsub.publish(text, text, text, text) TO %s",
+                       app, other, app, other, app);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+
+    /* The granted role publishes in its own transaction, and it is
+     * delivered. */
+    static const char payload[] = "<order xmlns='" NS_SHOP "' n='lp1'/>";
+    char *lit = sql_literal(payload);
+    sql = h_strf("BEGIN; SELECT pubsub.publish('%s', 'lp1', %s, '%s'); COMMIT", f.node, lit,
+                 f.owner_jid);
+    char *state = sql_as(&f, app, sql);
+    ck_assert_msg(strcmp(state, "") == 0, "publish as %s failed with SQLSTATE %s", app, state);
+    free(state);
+    free(sql);
+    assert_notification(&f, f.alice, f.alice_sub, 1, "lp1", payload);
+    /* ...but it cannot write the outbox, the items or the nodes itself. */
+    static const char *const direct[] = {
+        "INSERT INTO pubsub.event (node_id, seq, kind) VALUES (1, 99, 'p')",
+        "UPDATE pubsub.node SET last_seq = last_seq + 1",
+        "DELETE FROM pubsub.item",
+        "SELECT count(*) FROM pubsub.subscription",
+    };
+    for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++) {
+        state = sql_as(&f, app, direct[i]);
+        ck_assert_msg(strcmp(state, "42501") == 0, "%s as %s: SQLSTATE '%s', expected 42501",
+                      direct[i], app, state);
+        free(state);
+    }
+    /* A role without the grant cannot publish at all. */
+    sql = h_strf("SELECT pubsub.publish('%s', 'lp2', %s, '%s')", f.node, lit, f.owner_jid);
+    state = sql_as(&f, other, sql);
+    ck_assert_msg(strcmp(state, "42501") == 0, "publish without EXECUTE: SQLSTATE '%s'", state);
+    free(state);
+    free(sql);
+    ck_assert_int_eq(node_last_seq(&f), 1);
+    free(lit);
+
+    sql = h_strf("DROP OWNED BY %s, %s; DROP ROLE %s, %s", app, other, app, other);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+    free(app);
+    free(other);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -758,6 +835,7 @@ static Suite *sqlapi_suite(void)
     suite_add_tcase(s, tcase("rights", test_rights));
     suite_add_tcase(s, tcase("direct_sql", test_direct_sql));
     suite_add_tcase(s, tcase("restricted_xml_refused", test_restricted_xml_refused));
+    suite_add_tcase(s, tcase("least_privilege", test_least_privilege));
     return s;
 }
 
