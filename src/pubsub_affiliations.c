@@ -190,6 +190,31 @@ static void node_affiliations_done(struct pubsub_call *call, const PGresult *res
     node_list_done(call, res, false);
 }
 
+/* Tells jid of its new affiliation with node (XEP-0060 §8.9.4, the form
+ * of its example).  A headline: for the entity's online sessions, not
+ * stored offline (RFC 6121 §8.5.2.1.1).  Best effort, after the change
+ * committed: a notice lost with the link is not sent again (the
+ * affiliation itself is stored and can be retrieved, §5.7). */
+static void send_affiliation_notice(struct server *s, const char *node, const char *jid,
+                                    const char *affiliation)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message from='");
+    buf_put_escaped(&b, s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "' type='headline'><pubsub xmlns='" NS_PUBSUB "'><affiliations node='");
+    buf_put_escaped(&b, node);
+    buf_puts(&b, "'><affiliation jid='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "' affiliation='");
+    buf_put_escaped(&b, affiliation);
+    buf_puts(&b, "'/></affiliations></pubsub></message>");
+    if (link_send(&s->link, b.data, b.len) != PS_OK)
+        log_info("node %s: affiliation notice to %s not sent: link down or full", node, jid);
+    buf_free(&b);
+}
+
 static void modify_done(struct pubsub_call *call, const PGresult *res)
 {
     const char *status = db_value(res, 0, 0);
@@ -221,9 +246,14 @@ static void modify_done(struct pubsub_call *call, const PGresult *res)
         return;
     log_info("node %s: %s changed by %s", call->node, call->jid, call->req->from_bare);
     (void)stanza_reply_result(&call->s->link, call->req, NULL);
-    for (int i = 1; i < PQntuples(res); i++) /* subscription states changed */
-        pubsub_send_subscription_state(call->s, call->node, db_value(res, i, 1),
-                                       db_value(res, i, 2));
+    for (int i = 1; i < PQntuples(res); i++) {
+        if (db_is_null(res, i, 0)) /* a subscription state changed */
+            pubsub_send_subscription_state(call->s, call->node, db_value(res, i, 1),
+                                           db_value(res, i, 2));
+        else if (strcmp(db_value(res, i, 0), "affiliation") == 0)
+            send_affiliation_notice(call->s, call->node, db_value(res, i, 1),
+                                    db_value(res, i, 2));
+    }
 }
 
 /* Whether jid is one of the newline-separated JIDs collected so far. */

@@ -4,7 +4,9 @@
  * §6.4 default options, leased subscriptions with pubsub#expire) and
  * multiple subscriptions per JID told apart by SubIDs (§6.1.7, the
  * multi-subscribe feature, with the SHIM SubID headers of §12.x and the
- * subid-required / invalid-subid errors of §6.2.3, §6.3.4 and §8.8).
+ * subid-required / invalid-subid errors of §6.2.3, §6.3.4 and §8.8),
+ * and the notice an entity gets when the owner changes its affiliation
+ * (§8.9.4).
  *
  * Through the real parts: pubsubd, Prosody, PostgreSQL, client sessions.
  * Errors are asserted by type, condition and pubsub#errors child; stored
@@ -663,6 +665,46 @@ START_TEST(multi_bare_and_full)
 }
 END_TEST
 
+/* ---- §8.9.4 affiliation change notices ---------------------------------- */
+
+#define expect_affiliation_notice(f, c, node, aff)                                 \
+    h_assert_affiliation_notice((f)->proc, (c), COMPONENT, (node), (aff))
+
+static void set_affiliation(struct fixture *f, const char *node, const char *jid, const char *aff)
+{
+    char *b = h_strf("<affiliations node='%s'><affiliation jid='%s' affiliation='%s'/>"
+                     "</affiliations>", node, jid, aff);
+    ok(f, ps_iq(f->owner, "set", H_NS_PUBSUB_OWNER, b), "modify affiliations");
+    free(b);
+}
+
+START_TEST(affiliation_notices)
+{
+    struct fixture f;
+    fixture_up(&f);
+    create(&f, "affn");
+    struct h_client *bob = h_client_connect("bob");
+    const char *bj = h_client_bare_jid(bob);
+    set_affiliation(&f, "affn", bj, "publisher");
+    expect_affiliation_notice(&f, bob, "affn", "publisher");
+    /* No change, no notice: the next notice is member's. */
+    set_affiliation(&f, "affn", bj, "publisher");
+    set_affiliation(&f, "affn", bj, "member");
+    expect_affiliation_notice(&f, bob, "affn", "member");
+    set_affiliation(&f, "affn", bj, "outcast");
+    expect_affiliation_notice(&f, bob, "affn", "outcast");
+    set_affiliation(&f, "affn", bj, "none");
+    expect_affiliation_notice(&f, bob, "affn", "none");
+    set_affiliation(&f, "affn", bj, "none");
+    xmpp_stanza_t *m = h_next_message(bob, 1000);
+    char *text = h_stanza_to_string(m);
+    ck_assert_msg(m == NULL, "a notice for an unchanged affiliation: %s", text);
+    free(text);
+    h_client_disconnect(bob);
+    fixture_down(&f);
+}
+END_TEST
+
 static Suite *subscriptions_suite(void)
 {
     Suite *s = suite_create("subscriptions");
@@ -674,6 +716,7 @@ static Suite *subscriptions_suite(void)
     tcase_add_test(tc, leased_subscription);
     tcase_add_test(tc, multi_subscribe);
     tcase_add_test(tc, multi_bare_and_full);
+    tcase_add_test(tc, affiliation_notices);
     suite_add_tcase(s, tc);
     return s;
 }

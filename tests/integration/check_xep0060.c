@@ -2103,6 +2103,7 @@ START_TEST(test_outcast)
     ck_assert_int_eq(subscriptions_of(&f, node, eve_jid), 1);
 
     affiliate(&f, node, "eve", "outcast");
+    h_assert_affiliation_notice(f.proc, eve, f.jid, node, "outcast"); /* §8.9.4 */
     ck_assert_int_eq(subscriptions_of(&f, node, eve_jid), 0);
     char *inner = h_strf("<subscriptions node='%s'/>", node);
     xmpp_stanza_t *r = own_get(&f, f.owner, inner);
@@ -2131,6 +2132,7 @@ START_TEST(test_outcast)
 
     /* Lifting the ban. */
     affiliate(&f, node, "eve", "none");
+    h_assert_affiliation_notice(f.proc, eve, f.jid, node, "none");
     free(subscribe(&f, eve, node, false));
     assert_items(&f, eve, node, "before,after");
 
@@ -2207,6 +2209,7 @@ START_TEST(test_whitelist)
     ck_assert_int_eq(subscriptions_of(&f, node, h_client_bare_jid(carol)), 0);
 
     affiliate(&f, node, "carol", "member");
+    h_assert_affiliation_notice(f.proc, carol, f.jid, node, "member"); /* §8.9.4 */
     free(subscribe(&f, carol, node, true));
     assert_items(&f, carol, node, "w1");
     publish_simple(&f, f.owner, node, "w2");

@@ -1477,3 +1477,34 @@ char *h_canon_xml(const char *xml)
     xmpp_stanza_release(s);
     return c;
 }
+
+void h_assert_affiliation_notice(struct h_proc *p, struct h_client *c, const char *component,
+                                 const char *node, const char *aff)
+{
+    xmpp_stanza_t *m = h_next_message(c, 10000);
+    if (m == NULL) {
+        h_fail_dump(p);
+        ck_abort_msg("%s: no affiliation notice (%s on %s) within 10 s", h_client_jid(c), aff,
+                     node);
+    }
+    char *want = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><affiliations node='%s'>"
+                        "<affiliation jid='%s' affiliation='%s'/></affiliations></pubsub>",
+                        node, h_client_bare_jid(c), aff);
+    char *exp = h_canon_xml(want);
+    xmpp_stanza_t *ps = h_child(m, "pubsub", H_NS_PUBSUB);
+    char *got = ps != NULL ? h_canon(ps, NULL) : strdup("(none)");
+    /* The server may add a <delay/> (offline storage); nothing else. */
+    int others = h_count_children(m, NULL, NULL) - 1 - h_count_children(m, "delay", NULL);
+    const char *from = xmpp_stanza_get_from(m);
+    char *text = h_stanza_to_string(m);
+    if (strcmp(got, exp) != 0 || others != 0 || from == NULL || strcmp(from, component) != 0) {
+        h_fail_dump(p);
+        ck_abort_msg("%s: expected the notice of affiliation %s on %s from %s, got %s",
+                     h_client_jid(c), aff, node, component, text);
+    }
+    free(text);
+    free(got);
+    free(exp);
+    free(want);
+    xmpp_stanza_release(m);
+}

@@ -312,6 +312,12 @@ void h_assert_error_at(const char *file, int line, struct h_proc *p,
                        xmpp_stanza_t *iq, const char *what, const char *type,
                        const char *condition, const char *app_condition);
 
+/* Asserts that c's next message (within 10 s) is exactly pubsubd's
+ * notice that c's bare JID now has affiliation aff with node (XEP-0060
+ * §8.9.4), from component.  Prints p's log when it is not. */
+void h_assert_affiliation_notice(struct h_proc *p, struct h_client *c, const char *component,
+                                 const char *node, const char *aff);
+
 /* ---- canonical XML ------------------------------------------------------ */
 
 /* A canonical form of element s: every element with its effective
