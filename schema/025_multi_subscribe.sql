@@ -15,6 +15,9 @@
 
 ALTER TABLE pubsub.subscription DROP CONSTRAINT subscription_node_id_jid_key;
 CREATE INDEX subscription_node_jid ON pubsub.subscription (node_id, jid, sub_id);
+-- The dispatcher pages through a node's subscriptions in sub_id order: a
+-- page reads its rows only, however many the node has.
+CREATE INDEX subscription_node_sub ON pubsub.subscription (node_id, sub_id);
 
 -- The options a subscribe-and-configure request asks for: the defaults
 -- (§6.4) overridden by p_opts.  ok is false when p_opts holds an invalid

@@ -133,7 +133,10 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     /* One row per JID (its first subscription, whatever the state, so
      * that the row and the cursor stay put while its other subscriptions
      * come and go); with several eligible subscriptions, subids lists
-     * them as "L<start_seq>:<subid> ..." (see dispatch_audience). */
+     * them as "L<start_seq>:<subid> ..." (see dispatch_audience).  The
+     * first-subscription test is a min() subquery, not NOT EXISTS: an
+     * anti-join planned on stale statistics (subscriptions made just
+     * before a burst) scanned the node's subscriptions once per row. */
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
         "SELECT s.sub_id, s.jid, m.start_seq, s.subid, m.include_body, NULL::text AS via,"
         " s.start_gseq, m.subids"
@@ -145,9 +148,9 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "  WHERE x.node_id = s.node_id AND x.jid = s.jid AND x.state = 'subscribed'"
         "   AND x.deliver AND (x.expires_at IS NULL OR x.expires_at > now())"
         "  HAVING count(*) > 0) m"
-        " WHERE s.node_id = $1 AND s.sub_id > $2 AND NOT EXISTS ("
-        "  SELECT 1 FROM pubsub.subscription p"
-        "  WHERE p.node_id = s.node_id AND p.jid = s.jid AND p.sub_id < s.sub_id)"
+        " WHERE s.node_id = $1 AND s.sub_id > $2 AND s.sub_id = ("
+        "  SELECT min(p.sub_id) FROM pubsub.subscription p"
+        "  WHERE p.node_id = s.node_id AND p.jid = s.jid)"
         " ORDER BY s.sub_id LIMIT $3"},
     /* The same for a leaf inside collections (XEP-0248). */
     [DB_DISPATCH_AUDIENCE] = {"dispatch_audience", 3,
