@@ -65,17 +65,18 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_EXPIRE_ITEMS] = {"expire_items", 1,
         "SELECT pubsub.expire_items($1) + pubsub.expire_subscriptions($1)"},
     [DB_OWN_SUBSCRIPTIONS] = {"own_subscriptions", 4,
-        "SELECT node, jid, subid, state, sub_id, total"
+        "SELECT node, jid, subid, state, sub_id, total, idx"
         " FROM pubsub.own_subscriptions($1, $2, $3, $4)"},
     [DB_OWN_AFFILIATIONS] = {"own_affiliations", 4,
-        "SELECT node, affiliation, total FROM pubsub.own_affiliations($1, $2, $3, $4)"},
+        "SELECT node, affiliation, total, idx FROM pubsub.own_affiliations($1, $2, $3, $4)"},
     [DB_NODE_SUBSCRIPTIONS] = {"node_subscriptions", 4,
-        "SELECT status, jid, subid, state, sub_id, total"
+        "SELECT status, jid, subid, state, sub_id, total, idx"
         " FROM pubsub.node_subscriptions($1, $2, $3, $4)"},
     [DB_MODIFY_SUBSCRIPTIONS] = {"modify_subscriptions", 5,
         "SELECT pubsub.modify_subscriptions($1, $2, $3, $4, $5)"},
     [DB_NODE_AFFILIATIONS] = {"node_affiliations", 4,
-        "SELECT status, jid, affiliation, total FROM pubsub.node_affiliations($1, $2, $3, $4)"},
+        "SELECT status, jid, affiliation, total, idx"
+        " FROM pubsub.node_affiliations($1, $2, $3, $4)"},
     [DB_MODIFY_AFFILIATIONS] = {"modify_affiliations", 4,
         "SELECT status, jid, affiliation FROM pubsub.modify_affiliations($1, $2, $3, $4)"},
     [DB_DELETE_NODE] = {"delete_node", 2,
@@ -102,10 +103,10 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, item_id, publisher, payload, seq "
         "FROM pubsub.get_items($1, $2, $3, string_to_array($4, E'\\n'))"},
     [DB_GET_ITEMS_PAGE] = {"get_items_page", 6,
-        "SELECT status, item_id, publisher, payload, seq, total"
+        "SELECT status, item_id, publisher, payload, seq, total, idx"
         " FROM pubsub.get_items_page($1, $2, $3, $4, $5, $6)"},
     [DB_MAM_QUERY] = {"mam_query", 10,
-        "SELECT status, item_id, payload, seq, stamp, total"
+        "SELECT status, item_id, payload, seq, stamp, total, idx"
         " FROM pubsub.mam_query($1, $2, $3::timestamptz, $4::timestamptz, $5, $6, $7, $8, $9,"
         " $10)"},
     [DB_LISTEN] = {"listen", 0, "LISTEN pubsub_wakeup"},

@@ -103,7 +103,7 @@ static void disco_items_done(struct pubsub_call *call, const PGresult *res)
     }
     if (call->item_id) /* a result set was asked for */
         rsm_reply(&b, rows ? db_value(res, 0, 0) : NULL, rows ? db_value(res, rows - 1, 0) : NULL,
-                  -1);
+                  -1, -1);
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -128,7 +128,8 @@ static void disco_node_items_done(struct pubsub_call *call, const PGresult *res)
     }
     if (call->item_id)
         rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL,
-                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5));
+                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5),
+                  db_int(res, 0, 6));
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);

@@ -104,7 +104,7 @@ static void mam_done(struct pubsub_call *call, const PGresult *res)
     struct buf b = BUF_INIT;
     buf_printf(&b, "<fin xmlns='" NS_MAM "' complete='%s'>", complete ? "true" : "false");
     rsm_reply(&b, n ? db_value(res, first, 3) : NULL, n ? db_value(res, last, 3) : NULL,
-              db_int(res, 0, 5));
+              db_int(res, 0, 5), db_int(res, 0, 6));
     buf_puts(&b, "</fin>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
