@@ -485,6 +485,67 @@ START_TEST(config_node_max)
 }
 END_TEST
 
+/* ---- event types (§4.3) -------------------------------------------------- */
+
+/*
+ * A transient notification-only node (persist_items and deliver_payloads
+ * both false) would need publishes without an item (§7.1.3.6: an item is
+ * item-forbidden there), which pubsubd does not implement: every way to
+ * configure one is refused with not-acceptable and changes nothing.  The
+ * other three event types are accepted.
+ */
+START_TEST(event_types)
+{
+    struct fixture f;
+    fixture_up(&f);
+    const char *both_off = FIELD("pubsub#persist_items", "0") FIELD("pubsub#deliver_payloads", "0");
+
+    /* Create-and-configure. */
+    char *node = h_uid("tn");
+    char *b = h_strf("<create node='%s'/><configure>" CONFIG_FORM("%s") "</configure>", node,
+                     both_off);
+    err(&f, ps_iq(f.owner, "set", H_NS_PUBSUB, b), "create a transient notification node",
+        "modify", "not-acceptable", NULL);
+    free(b);
+    ck_assert_int_eq(node_sql(&f, "SELECT count(*) FROM pubsub.node WHERE name = '%s'", node), 0);
+
+    /* Configure: both at once, or one after the other. */
+    create(&f, node);
+    err(&f, configure(&f, node, both_off), "configure both off", "modify", "not-acceptable", NULL);
+    ok(&f, configure(&f, node, FIELD("pubsub#deliver_payloads", "0")),
+       "notification + persistent");
+    err(&f, configure(&f, node, FIELD("pubsub#persist_items", "0")),
+        "then persist_items off", "modify", "not-acceptable", NULL);
+#define NODE_CFG(col) "SELECT " col "::int FROM pubsub.node_config JOIN pubsub.node n" \
+    " USING (node_id) WHERE n.name = '%s' AND NOT n.deleted"
+    ck_assert_int_eq(node_sql(&f, NODE_CFG("persist_items"), node), 1);
+    ck_assert_int_eq(node_sql(&f, NODE_CFG("deliver_payloads"), node), 0);
+    ok(&f, configure(&f, node, FIELD("pubsub#deliver_payloads", "1")
+                                   FIELD("pubsub#persist_items", "0")),
+       "payload + transient");
+    ck_assert_int_eq(node_sql(&f, NODE_CFG("persist_items"), node), 0);
+    ck_assert_int_eq(node_sql(&f, NODE_CFG("deliver_payloads"), node), 1);
+    err(&f, configure(&f, node, FIELD("pubsub#deliver_payloads", "0")),
+        "then deliver_payloads off", "modify", "not-acceptable", NULL);
+    ck_assert_int_eq(node_sql(&f, NODE_CFG("deliver_payloads"), node), 1);
+
+    /* Auto-create with those options as the new node's configuration. */
+    char *anode = h_uid("tnauto");
+    b = h_strf("<publish node='%s'><item id='a'><e xmlns='" NS_TEST "'/></item></publish>"
+               "<publish-options><x xmlns='" NS_DATA "' type='submit'><field var='FORM_TYPE' "
+               "type='hidden'><value>" H_NS_PUBSUB "#publish-options</value></field>%s</x>"
+               "</publish-options>", anode, both_off);
+    err(&f, ps_iq(f.owner, "set", H_NS_PUBSUB, b), "auto-create a transient notification node",
+        "modify", "not-acceptable", NULL);
+    free(b);
+    ck_assert_int_eq(node_sql(&f, "SELECT count(*) FROM pubsub.node WHERE name = '%s'", anode),
+                     0);
+    free(anode);
+    free(node);
+    fixture_down(&f);
+}
+END_TEST
+
 /* ---- XEP-0059 index on the disco#items of a node ------------------------- */
 
 /* Asserts a disco#items page of node: the item names, first/last (the
@@ -582,6 +643,7 @@ int main(void)
     tcase_add_test(tc, no_such_items);
     tcase_add_test(tc, multi_items);
     tcase_add_test(tc, config_node_max);
+    tcase_add_test(tc, event_types);
     tcase_add_test(tc, disco_items_index);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
