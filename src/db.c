@@ -87,8 +87,16 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
     [DB_SUBSCRIBE] = {"subscribe", 4,
-        "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload,"
-        " owners FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
+        /* last_stamp: when the last item (sent on subscription) was
+         * published, for its XEP-0203 delay; the item can be newer than
+         * this statement's snapshot (published while subscribe() waited
+         * for the node lock): then the time now, a few ms later. */
+        "SELECT s.status, s.subid, s.state, s.node_id, s.sub_id, s.last_seq, s.last_item_id,"
+        " s.last_payload, s.owners,"
+        " to_char(coalesce(i.published_at, clock_timestamp()) AT TIME ZONE 'UTC',"
+        "         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS last_stamp"
+        " FROM pubsub.subscribe($1, $2, $3, $4::jsonb) s"
+        " LEFT JOIN pubsub.item i ON i.node_id = s.node_id AND i.seq = s.last_seq"},
     [DB_AUTHORIZE] = {"authorize", 5,
         "SELECT status, jid, state FROM pubsub.authorize($1, $2, $3, $4, $5)"},
     [DB_PENDING] = {"pending", 2, "SELECT status, node, jid, subid FROM pubsub.pending($1, $2)"},

@@ -50,7 +50,6 @@ static const char *const service_features[] = {
     NS_PUBSUB "#subscription-options",
     NS_PUBSUB "#multi-subscribe",
     NS_PUBSUB "#subscription-notifications",
-    NS_PUBSUB "#last-published",
     NS_PUBSUB "#access-authorize",
     NS_PUBSUB "#access-open",
     NS_PUBSUB "#get-pending",

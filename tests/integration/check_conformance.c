@@ -211,7 +211,6 @@ static const char *const advertised[] = {
     H_NS_PUBSUB "#subscription-options",               /* check_subscriptions options_get_set */
     H_NS_PUBSUB "#multi-subscribe",                    /* check_subscriptions multi_subscribe */
     H_NS_PUBSUB "#subscription-notifications",         /* check_authorize, check_xep0060 notify_sub */
-    H_NS_PUBSUB "#last-published",                     /* check_xep0060 default_config (on_sub) */
     H_NS_PUBSUB "#access-authorize",                   /* check_authorize */
     H_NS_PUBSUB "#access-open",                        /* check_pubsub */
     H_NS_PUBSUB "#get-pending",                        /* check_authorize get_pending */
@@ -546,6 +545,138 @@ START_TEST(event_types)
 }
 END_TEST
 
+/* ---- the last published item (§6.1.6) ------------------------------------ */
+
+/* Logs user in and drops what the login brought (offline messages of
+ * earlier runs). */
+static struct h_client *connect_user(const char *user)
+{
+    struct h_client *c = h_client_connect(user);
+    xmpp_stanza_t *m;
+    while ((m = h_next_message(c, 200)) != NULL)
+        xmpp_stanza_release(m);
+    return c;
+}
+
+/* One text value from SQL; caller frees. */
+static char *sql_text(struct fixture *f, char *sql)
+{
+    PGresult *r = h_sql(f->db, sql);
+    ck_assert_msg(PQntuples(r) == 1 && !PQgetisnull(r, 0, 0), "no value from %s", sql);
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    free(sql);
+    return v;
+}
+
+/* Asserts that the next message of c is the notification of item id of
+ * node, exactly: with the stable id ps-<node>-<seq>-<subscription>, the
+ * payload, and (stamp non-NULL) <delay from=COMPONENT stamp=stamp/>. */
+static void expect_item(struct fixture *f, struct h_client *c, const char *node,
+                        const char *id, const char *stamp)
+{
+    xmpp_stanza_t *m = h_next_message(c, NOTIFY_TIMEOUT_MS);
+    if (m == NULL) {
+        h_fail_dump(f->proc);
+        ck_abort_msg("%s: no notification of %s/%s", h_client_jid(c), node, id);
+    }
+    char *text = h_stanza_to_string(m);
+    char *nid = h_strf("ps-%lld-%lld-%lld",
+                       node_sql(f, "SELECT node_id FROM pubsub.node WHERE name = '%s' AND NOT deleted",
+                                node),
+                       sql_int_free(f, h_strf("SELECT i.seq FROM pubsub.item i JOIN pubsub.node n"
+                                              " USING (node_id) WHERE n.name = '%s'"
+                                              " AND i.item_id = '%s'", node, id)),
+                       sql_int_free(f, h_strf("SELECT s.sub_id FROM pubsub.subscription s JOIN"
+                                              " pubsub.node n USING (node_id) WHERE n.name = '%s'"
+                                              " AND s.jid = '%s'", node, h_client_bare_jid(c))));
+    ck_assert_msg(xmpp_stanza_get_id(m) && strcmp(xmpp_stanza_get_id(m), nid) == 0,
+                  "expected message id %s: %s", nid, text);
+    free(nid);
+    xmpp_stanza_t *ev = h_child(m, "event", H_NS_PUBSUB_EVENT);
+    char *got = ev ? h_canon(ev, NULL) : strdup("(no event)");
+    char *want_xml = h_strf("<event xmlns='" H_NS_PUBSUB_EVENT "'><items node='%s'><item "
+                            "id='%s'><e xmlns='" NS_TEST "'>%s</e></item></items></event>",
+                            node, id, id);
+    char *want = h_canon_xml(want_xml);
+    ck_assert_msg(strcmp(got, want) == 0, "notification of %s:\n got %s\nwant %s\nin %s", id,
+                  got, want, text);
+    xmpp_stanza_t *delay = h_child(m, "delay", "urn:xmpp:delay");
+    if (stamp == NULL) {
+        ck_assert_msg(delay == NULL, "a live notification with a <delay/>: %s", text);
+    } else {
+        const char *from = delay ? xmpp_stanza_get_attribute(delay, "from") : NULL;
+        const char *st = delay ? xmpp_stanza_get_attribute(delay, "stamp") : NULL;
+        ck_assert_msg(from && strcmp(from, COMPONENT) == 0 && st && strcmp(st, stamp) == 0,
+                      "expected <delay from='" COMPONENT "' stamp='%s'/> (XEP-0203: stamp is "
+                      "required): %s", stamp, text);
+    }
+    free(got);
+    free(want);
+    free(want_xml);
+    free(text);
+    xmpp_stanza_release(m);
+}
+
+static void subscribe(struct fixture *f, struct h_client *c, const char *node)
+{
+    char *b = h_strf("<subscribe node='%s' jid='%s'/>", node, h_client_bare_jid(c));
+    ok(f, ps_iq(c, "set", H_NS_PUBSUB, b), "subscribe");
+    free(b);
+}
+
+/*
+ * send_last_published_item = on_sub: a new subscriber gets the node's
+ * last item at once, with a delay stamped with its publication time, then
+ * the live notifications.  With never (the default, which is why the
+ * service does not advertise #last-published) and on an empty node the
+ * first message a new subscriber gets is the next publish: nothing came
+ * before it.
+ */
+START_TEST(last_published_on_sub)
+{
+    struct fixture f;
+    fixture_up(&f);
+    struct h_client *alice = connect_user("alice");
+    char *node = h_uid("last");
+    create(&f, node);
+    ok(&f, configure(&f, node, FIELD("pubsub#send_last_published_item", "on_sub")),
+       "configure on_sub");
+    publish(&f, node, "a");
+    publish(&f, node, "b");
+    char *stamp = sql_text(&f, h_strf("SELECT to_char(i.published_at AT TIME ZONE 'UTC',"
+                                      " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pubsub.item i"
+                                      " JOIN pubsub.node n USING (node_id) WHERE n.name = '%s'"
+                                      " AND i.item_id = 'b'", node));
+    subscribe(&f, alice, node);
+    expect_item(&f, alice, node, "b", stamp);
+    publish(&f, node, "c");
+    expect_item(&f, alice, node, "c", NULL);
+    free(stamp);
+
+    char *never = h_uid("never");
+    create(&f, never);
+    publish(&f, never, "x");
+    subscribe(&f, alice, never);
+    publish(&f, never, "y");
+    expect_item(&f, alice, never, "y", NULL);
+
+    char *empty = h_uid("empty");
+    create(&f, empty);
+    ok(&f, configure(&f, empty, FIELD("pubsub#send_last_published_item", "on_sub")),
+       "configure on_sub");
+    subscribe(&f, alice, empty);
+    publish(&f, empty, "z");
+    expect_item(&f, alice, empty, "z", NULL);
+
+    free(empty);
+    free(never);
+    free(node);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
 /* ---- XEP-0059 index on the disco#items of a node ------------------------- */
 
 /* Asserts a disco#items page of node: the item names, first/last (the
@@ -644,6 +775,7 @@ int main(void)
     tcase_add_test(tc, multi_items);
     tcase_add_test(tc, config_node_max);
     tcase_add_test(tc, event_types);
+    tcase_add_test(tc, last_published_on_sub);
     tcase_add_test(tc, disco_items_index);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
