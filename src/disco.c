@@ -144,7 +144,14 @@ void disco_items(struct server *s, struct iq_request *req, const struct xnode *q
         return;
     }
     struct rsm_request rsm;
-    if (rsm_parse(query, &rsm) != 0 || rsm.has_index || (rsm.has_before && rsm.before[0])) {
+    int rc = rsm_parse(query, &rsm);
+    if (rc == 0 && rsm.has_index) {
+        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+        rsm_free(&rsm);
+        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        return;
+    }
+    if (rc != 0 || (rsm.has_before && rsm.before[0])) {
         rsm_free(&rsm);
         pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "unsupported result set request");
         return;

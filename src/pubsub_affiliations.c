@@ -38,7 +38,15 @@ static int list_page(struct server *s, struct iq_request **reqp, const struct xn
 {
     struct rsm_request rsm;
     const char *why = NULL;
-    if (rsm_parse(el->parent, &rsm) != 0 || rsm.has_index || rsm.has_before)
+    int rc = rsm_parse(el->parent, &rsm);
+    if (rc == 0 && rsm.has_index) {
+        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+        rsm_free(&rsm);
+        pubsub_reply_error(s, *reqp, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        *reqp = NULL;
+        return -1;
+    }
+    if (rc != 0 || rsm.has_before)
         why = "unsupported result set request";
     else if (rsm.after && numeric && strspn(rsm.after, "0123456789") != strlen(rsm.after))
         why = "unknown result set position";

@@ -761,6 +761,50 @@ START_TEST(disco_items_index)
 }
 END_TEST
 
+/*
+ * XEP-0059 §2.5: a page requested by <index/> MAY be refused with
+ * feature-not-implemented; pubsubd names pages by stable positions (seqs,
+ * names, JIDs) and refuses it the same way on every result set, whatever
+ * its <count/> suggests.
+ */
+START_TEST(index_requests_refused)
+{
+    struct fixture f;
+    fixture_up(&f);
+    char *node = h_uid("ix");
+    create(&f, node);
+    publish(&f, node, "a");
+    const char *set = "<set xmlns='" NS_RSM "'><max>1</max><index>0</index></set>";
+    char *b = h_strf("<items node='%s'/>%s", node, set);
+    err(&f, ps_iq(f.owner, "get", H_NS_PUBSUB, b), "items by index", "cancel",
+        "feature-not-implemented", NULL);
+    free(b);
+    b = h_strf("<query xmlns='" H_NS_DISCO_ITEMS "' node='%s'>%s</query>", node, set);
+    err(&f, raw_iq(f.owner, "get", b), "node disco#items by index", "cancel",
+        "feature-not-implemented", NULL);
+    free(b);
+    b = h_strf("<query xmlns='" H_NS_DISCO_ITEMS "'>%s</query>", set);
+    err(&f, raw_iq(f.owner, "get", b), "service disco#items by index", "cancel",
+        "feature-not-implemented", NULL);
+    free(b);
+    b = h_strf("<subscriptions/>%s", set);
+    err(&f, ps_iq(f.owner, "get", H_NS_PUBSUB, b), "own subscriptions by index", "cancel",
+        "feature-not-implemented", NULL);
+    free(b);
+    b = h_strf("<affiliations node='%s'/>%s", node, set);
+    err(&f, ps_iq(f.owner, "get", H_NS_PUBSUB_OWNER, b), "node affiliations by index", "cancel",
+        "feature-not-implemented", NULL);
+    free(b);
+    b = h_strf("<query xmlns='urn:xmpp:mam:2' node='%s'>%s</query>", node, set);
+    err(&f, raw_iq(f.owner, "set", b), "archive query by index", "cancel",
+        "feature-not-implemented", NULL);
+    free(b);
+    ck_assert_int_eq(h_message_count(f.owner), 0);
+    free(node);
+    fixture_down(&f);
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------------- */
 
 int main(void)
@@ -777,6 +821,7 @@ int main(void)
     tcase_add_test(tc, event_types);
     tcase_add_test(tc, last_published_on_sub);
     tcase_add_test(tc, disco_items_index);
+    tcase_add_test(tc, index_requests_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
