@@ -179,50 +179,50 @@ static char *form_value(xmpp_stanza_t *r, const char *var)
  * its proof makes advertised_features fail.
  */
 static const char *const advertised[] = {
-    "http://jabber.org/protocol/commands",             /* check_authorize get_pending, check_redelivery */
-    H_NS_DISCO_INFO,                                   /* check_foundation disco_info */
-    H_NS_DISCO_ITEMS,                                  /* check_foundation disco_items_empty, check_xep0060 disco_items_rsm */
-    H_NS_PING,                                         /* check_foundation ping_and_version */
-    H_NS_VERSION,                                      /* check_foundation ping_and_version */
-    H_NS_PUBSUB,                                       /* check_pubsub round_trip */
-    NS_RSM,                                            /* check_xep0060 rsm_items, check_paging */
-    H_NS_PUBSUB "#rsm",                                /* the same */
-    H_NS_PUBSUB "#collections",                        /* check_broker collection_* */
-    H_NS_PUBSUB "#config-node",                        /* check_xep0060 node_config */
-    H_NS_PUBSUB "#config-node-max",                    /* config_node_max below */
-    H_NS_PUBSUB "#create-and-configure",               /* check_xep0060 create_and_configure */
-    H_NS_PUBSUB "#create-nodes",                       /* check_pubsub items_and_nodes */
-    H_NS_PUBSUB "#instant-nodes",                      /* check_pubsub items_and_nodes */
-    H_NS_PUBSUB "#delete-nodes",                       /* check_pubsub round_trip, bad_requests */
-    H_NS_PUBSUB "#publish",                            /* check_pubsub round_trip, bad_requests */
-    H_NS_PUBSUB "#publish-options",                    /* check_xep0060 publish_options */
-    H_NS_PUBSUB "#purge-nodes",                        /* check_xep0060 purge */
-    H_NS_PUBSUB "#item-ids",                           /* check_pubsub items_and_nodes */
-    H_NS_PUBSUB "#multi-items",                        /* multi_items below */
-    H_NS_PUBSUB "#persistent-items",                   /* check_pubsub items_and_nodes */
-    H_NS_PUBSUB "#delete-items",                       /* check_pubsub round_trip, retract_errors below */
-    H_NS_PUBSUB "#retract-items",                      /* the same */
-    H_NS_PUBSUB "#meta-data",                          /* check_xep0060 node_metadata */
-    H_NS_PUBSUB "#retrieve-default",                   /* check_xep0060 default_config */
-    H_NS_PUBSUB "#retrieve-default-sub",               /* check_subscriptions default_options */
-    H_NS_PUBSUB "#leased-subscription",                /* check_subscriptions leased_subscription */
-    H_NS_PUBSUB "#retrieve-items",                     /* check_pubsub items_and_nodes */
-    H_NS_PUBSUB "#subscribe",                          /* check_pubsub subscription_errors */
-    H_NS_PUBSUB "#subscription-options",               /* check_subscriptions options_get_set */
-    H_NS_PUBSUB "#multi-subscribe",                    /* check_subscriptions multi_subscribe */
-    H_NS_PUBSUB "#subscription-notifications",         /* check_authorize, check_xep0060 notify_sub */
-    H_NS_PUBSUB "#access-authorize",                   /* check_authorize */
-    H_NS_PUBSUB "#access-open",                        /* check_pubsub */
-    H_NS_PUBSUB "#get-pending",                        /* check_authorize get_pending */
-    H_NS_PUBSUB "#access-whitelist",                   /* check_xep0060 whitelist */
-    H_NS_PUBSUB "#manage-subscriptions",               /* check_xep0060 owner_subscriptions */
-    H_NS_PUBSUB "#modify-affiliations",                /* check_xep0060 owner_affiliations */
-    H_NS_PUBSUB "#member-affiliation",                 /* check_xep0060 whitelist */
-    H_NS_PUBSUB "#outcast-affiliation",                /* check_xep0060 outcast */
-    H_NS_PUBSUB "#publisher-affiliation",              /* check_xep0060 owner_affiliations */
-    H_NS_PUBSUB "#publish-only-affiliation",           /* check_xep0060 publish_only */
-    H_NS_PUBSUB "#retrieve-affiliations",              /* check_xep0060 own_affiliations */
-    H_NS_PUBSUB "#retrieve-subscriptions",             /* check_xep0060 own_subscriptions */
+    "http://jabber.org/protocol/commands", /* check_authorize get_pending, check_redelivery */
+    H_NS_DISCO_INFO, /* check_foundation disco_info */
+    H_NS_DISCO_ITEMS, /* check_foundation disco_items_empty, check_xep0060 disco_items_rsm */
+    H_NS_PING, /* check_foundation ping_and_version */
+    H_NS_VERSION, /* check_foundation ping_and_version */
+    H_NS_PUBSUB, /* check_pubsub round_trip */
+    NS_RSM, /* check_xep0060 rsm_items, check_paging */
+    H_NS_PUBSUB "#rsm", /* the same */
+    H_NS_PUBSUB "#collections", /* check_broker collection_* */
+    H_NS_PUBSUB "#config-node", /* check_xep0060 node_config */
+    H_NS_PUBSUB "#config-node-max", /* config_node_max below */
+    H_NS_PUBSUB "#create-and-configure", /* check_xep0060 create_and_configure */
+    H_NS_PUBSUB "#create-nodes", /* check_pubsub items_and_nodes */
+    H_NS_PUBSUB "#instant-nodes", /* check_pubsub items_and_nodes */
+    H_NS_PUBSUB "#delete-nodes", /* check_pubsub round_trip, bad_requests */
+    H_NS_PUBSUB "#publish", /* check_pubsub round_trip, bad_requests */
+    H_NS_PUBSUB "#publish-options", /* check_xep0060 publish_options */
+    H_NS_PUBSUB "#purge-nodes", /* check_xep0060 purge */
+    H_NS_PUBSUB "#item-ids", /* check_pubsub items_and_nodes */
+    H_NS_PUBSUB "#multi-items", /* multi_items below */
+    H_NS_PUBSUB "#persistent-items", /* check_pubsub items_and_nodes */
+    H_NS_PUBSUB "#delete-items", /* check_pubsub round_trip, retract_errors below */
+    H_NS_PUBSUB "#retract-items", /* the same */
+    H_NS_PUBSUB "#meta-data", /* check_xep0060 node_metadata */
+    H_NS_PUBSUB "#retrieve-default", /* check_xep0060 default_config */
+    H_NS_PUBSUB "#retrieve-default-sub", /* check_subscriptions default_options */
+    H_NS_PUBSUB "#leased-subscription", /* check_subscriptions leased_subscription */
+    H_NS_PUBSUB "#retrieve-items", /* check_pubsub items_and_nodes */
+    H_NS_PUBSUB "#subscribe", /* check_pubsub subscription_errors */
+    H_NS_PUBSUB "#subscription-options", /* check_subscriptions options_get_set */
+    H_NS_PUBSUB "#multi-subscribe", /* check_subscriptions multi_subscribe */
+    H_NS_PUBSUB "#subscription-notifications", /* check_authorize, check_xep0060 notify_sub */
+    H_NS_PUBSUB "#access-authorize", /* check_authorize */
+    H_NS_PUBSUB "#access-open", /* check_pubsub */
+    H_NS_PUBSUB "#get-pending", /* check_authorize get_pending */
+    H_NS_PUBSUB "#access-whitelist", /* check_xep0060 whitelist */
+    H_NS_PUBSUB "#manage-subscriptions", /* check_xep0060 owner_subscriptions */
+    H_NS_PUBSUB "#modify-affiliations", /* check_xep0060 owner_affiliations */
+    H_NS_PUBSUB "#member-affiliation", /* check_xep0060 whitelist */
+    H_NS_PUBSUB "#outcast-affiliation", /* check_xep0060 outcast */
+    H_NS_PUBSUB "#publisher-affiliation", /* check_xep0060 owner_affiliations */
+    H_NS_PUBSUB "#publish-only-affiliation", /* check_xep0060 publish_only */
+    H_NS_PUBSUB "#retrieve-affiliations", /* check_xep0060 own_affiliations */
+    H_NS_PUBSUB "#retrieve-subscriptions", /* check_xep0060 own_subscriptions */
 };
 
 /* Asserts that the service's disco#info lists exactly the features of
@@ -582,8 +582,8 @@ static void expect_item(struct fixture *f, struct h_client *c, const char *node,
     }
     char *text = h_stanza_to_string(m);
     char *nid = h_strf("ps-%lld-%lld-%lld",
-                       node_sql(f, "SELECT node_id FROM pubsub.node WHERE name = '%s' AND NOT deleted",
-                                node),
+                       node_sql(f, "SELECT node_id FROM pubsub.node WHERE name = '%s'"
+                                   " AND NOT deleted", node),
                        sql_int_free(f, h_strf("SELECT i.seq FROM pubsub.item i JOIN pubsub.node n"
                                               " USING (node_id) WHERE n.name = '%s'"
                                               " AND i.item_id = '%s'", node, id)),
