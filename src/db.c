@@ -65,17 +65,18 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_EXPIRE_ITEMS] = {"expire_items", 1,
         "SELECT pubsub.expire_items($1) + pubsub.expire_subscriptions($1)"},
     [DB_OWN_SUBSCRIPTIONS] = {"own_subscriptions", 4,
-        "SELECT node, jid, subid, state, sub_id, total"
+        "SELECT node, jid, subid, state, sub_id, total, idx"
         " FROM pubsub.own_subscriptions($1, $2, $3, $4)"},
     [DB_OWN_AFFILIATIONS] = {"own_affiliations", 4,
-        "SELECT node, affiliation, total FROM pubsub.own_affiliations($1, $2, $3, $4)"},
+        "SELECT node, affiliation, total, idx FROM pubsub.own_affiliations($1, $2, $3, $4)"},
     [DB_NODE_SUBSCRIPTIONS] = {"node_subscriptions", 4,
-        "SELECT status, jid, subid, state, sub_id, total"
+        "SELECT status, jid, subid, state, sub_id, total, idx"
         " FROM pubsub.node_subscriptions($1, $2, $3, $4)"},
     [DB_MODIFY_SUBSCRIPTIONS] = {"modify_subscriptions", 5,
         "SELECT pubsub.modify_subscriptions($1, $2, $3, $4, $5)"},
     [DB_NODE_AFFILIATIONS] = {"node_affiliations", 4,
-        "SELECT status, jid, affiliation, total FROM pubsub.node_affiliations($1, $2, $3, $4)"},
+        "SELECT status, jid, affiliation, total, idx"
+        " FROM pubsub.node_affiliations($1, $2, $3, $4)"},
     [DB_MODIFY_AFFILIATIONS] = {"modify_affiliations", 4,
         "SELECT status, jid, affiliation FROM pubsub.modify_affiliations($1, $2, $3, $4)"},
     [DB_DELETE_NODE] = {"delete_node", 2,
@@ -86,8 +87,16 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
     [DB_SUBSCRIBE] = {"subscribe", 4,
-        "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload,"
-        " owners FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
+        /* last_stamp: when the last item (sent on subscription) was
+         * published, for its XEP-0203 delay; the item can be newer than
+         * this statement's snapshot (published while subscribe() waited
+         * for the node lock): then the time now, a few ms later. */
+        "SELECT s.status, s.subid, s.state, s.node_id, s.sub_id, s.last_seq, s.last_item_id,"
+        " s.last_payload, s.owners,"
+        " to_char(coalesce(i.published_at, clock_timestamp()) AT TIME ZONE 'UTC',"
+        "         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS last_stamp"
+        " FROM pubsub.subscribe($1, $2, $3, $4::jsonb) s"
+        " LEFT JOIN pubsub.item i ON i.node_id = s.node_id AND i.seq = s.last_seq"},
     [DB_AUTHORIZE] = {"authorize", 5,
         "SELECT status, jid, state FROM pubsub.authorize($1, $2, $3, $4, $5)"},
     [DB_PENDING] = {"pending", 2, "SELECT status, node, jid, subid FROM pubsub.pending($1, $2)"},
@@ -102,10 +111,10 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, item_id, publisher, payload, seq "
         "FROM pubsub.get_items($1, $2, $3, string_to_array($4, E'\\n'))"},
     [DB_GET_ITEMS_PAGE] = {"get_items_page", 6,
-        "SELECT status, item_id, publisher, payload, seq, total"
+        "SELECT status, item_id, publisher, payload, seq, total, idx"
         " FROM pubsub.get_items_page($1, $2, $3, $4, $5, $6)"},
     [DB_MAM_QUERY] = {"mam_query", 10,
-        "SELECT status, item_id, payload, seq, stamp, total"
+        "SELECT status, item_id, payload, seq, stamp, total, idx"
         " FROM pubsub.mam_query($1, $2, $3::timestamptz, $4::timestamptz, $5, $6, $7, $8, $9,"
         " $10)"},
     [DB_LISTEN] = {"listen", 0, "LISTEN pubsub_wakeup"},

@@ -104,7 +104,7 @@ static void mam_done(struct pubsub_call *call, const PGresult *res)
     struct buf b = BUF_INIT;
     buf_printf(&b, "<fin xmlns='" NS_MAM "' complete='%s'>", complete ? "true" : "false");
     rsm_reply(&b, n ? db_value(res, first, 3) : NULL, n ? db_value(res, last, 3) : NULL,
-              db_int(res, 0, 5));
+              db_int(res, 0, 5), db_int(res, 0, 6));
     buf_puts(&b, "</fin>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -178,10 +178,17 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
         return;
     }
     struct rsm_request rsm;
-    if (bad == NULL && (rsm_parse(query, &rsm) != 0 || rsm.has_index))
-        bad = "unsupported result set request";
+    if (bad == NULL && rsm_parse(query, &rsm) != 0)
+        bad = "malformed result set request";
     else if (bad)
         memset(&rsm, 0, sizeof rsm);
+    if (bad == NULL && rsm.has_index) {
+        /* XEP-0059 §2.5: pages are named by archive ids, not positions. */
+        rsm_free(&rsm);
+        form_free(&f);
+        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        return;
+    }
     if (bad == NULL && ((rsm.after && !mam_is_seq(rsm.after)) ||
                         (rsm.before && rsm.before[0] && !mam_is_seq(rsm.before))))
         bad = "unknown archive id";

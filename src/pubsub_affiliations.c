@@ -38,7 +38,15 @@ static int list_page(struct server *s, struct iq_request **reqp, const struct xn
 {
     struct rsm_request rsm;
     const char *why = NULL;
-    if (rsm_parse(el->parent, &rsm) != 0 || rsm.has_index || rsm.has_before)
+    int rc = rsm_parse(el->parent, &rsm);
+    if (rc == 0 && rsm.has_index) {
+        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+        rsm_free(&rsm);
+        pubsub_reply_error(s, *reqp, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        *reqp = NULL;
+        return -1;
+    }
+    if (rc != 0 || rsm.has_before)
         why = "unsupported result set request";
     else if (rsm.after && numeric && strspn(rsm.after, "0123456789") != strlen(rsm.after))
         why = "unknown result set position";
@@ -61,15 +69,17 @@ static int list_page(struct server *s, struct iq_request **reqp, const struct xn
 }
 
 /* Appends the reply's <set/> when one was asked for: first and last are
- * column `key` of rows [from, rows). */
+ * column `key` of rows [from, rows); total and index (the entries before
+ * the page) come from row 0. */
 static void list_set(struct pubsub_call *call, struct buf *b, const PGresult *res, int from,
-                     int key, long long total)
+                     int key, int total_col)
 {
     if (call->extra != &rsm_asked)
         return;
     int rows = PQntuples(res);
     rsm_reply(b, rows > from ? db_value(res, from, key) : NULL,
-              rows > from ? db_value(res, rows - 1, key) : NULL, total);
+              rows > from ? db_value(res, rows - 1, key) : NULL, db_int(res, 0, total_col),
+              db_int(res, 0, total_col + 1));
 }
 
 /* ---- the entity's own ------------------------------------------------- */
@@ -91,7 +101,7 @@ static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res
 {
     struct buf b = BUF_INIT;
     own_list_open(&b, "subscriptions", call->node);
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 1; i < PQntuples(res); i++) { /* row 0: the list's size */
         buf_puts(&b, "<subscription node='");
         buf_put_escaped(&b, db_value(res, i, 0));
         buf_puts(&b, "' jid='");
@@ -103,7 +113,7 @@ static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res
         buf_puts(&b, "'/>");
     }
     buf_puts(&b, "</subscriptions>");
-    list_set(call, &b, res, 0, 4, PQntuples(res) ? db_int(res, 0, 5) : 0);
+    list_set(call, &b, res, 1, 4, 5);
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -113,7 +123,7 @@ static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
 {
     struct buf b = BUF_INIT;
     own_list_open(&b, "affiliations", call->node);
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 1; i < PQntuples(res); i++) { /* row 0: the list's size */
         buf_puts(&b, "<affiliation node='");
         buf_put_escaped(&b, db_value(res, i, 0));
         buf_puts(&b, "' affiliation='");
@@ -121,7 +131,7 @@ static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
         buf_puts(&b, "'/>");
     }
     buf_puts(&b, "</affiliations>");
-    list_set(call, &b, res, 0, 0, PQntuples(res) ? db_int(res, 0, 2) : 0);
+    list_set(call, &b, res, 1, 0, 2);
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -174,7 +184,7 @@ static void node_list_done(struct pubsub_call *call, const PGresult *res, bool s
         buf_puts(&b, "'/>");
     }
     buf_puts(&b, subscriptions ? "</subscriptions>" : "</affiliations>");
-    list_set(call, &b, res, 1, subscriptions ? 4 : 1, db_int(res, 0, subscriptions ? 5 : 3));
+    list_set(call, &b, res, 1, subscriptions ? 4 : 1, subscriptions ? 5 : 3);
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);

@@ -121,7 +121,8 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
 }
 
 /* Sends the node's last item to a new subscriber (send_last_published_item
- * on_sub).  Best effort: it is the current state, not an event; the
+ * on_sub), with an XEP-0203 delay stamped with its publication time
+ * (§6.1.6).  Best effort: it is the current state, not an event; the
  * stable id matches the one the dispatcher would use. */
 static void send_last_item(struct pubsub_call *call, const PGresult *res)
 {
@@ -142,6 +143,8 @@ static void send_last_item(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, db_value(res, 0, 7));
     buf_puts(&b, "</item></items></event><delay xmlns='urn:xmpp:delay' from='");
     buf_put_escaped(&b, call->s->cfg->component_jid);
+    buf_puts(&b, "' stamp='");
+    buf_put_escaped(&b, db_value(res, 0, 9));
     buf_puts(&b, "'/></message>");
     if (link_send(&call->s->link, b.data, b.len) != PS_OK)
         log_info("node %s: last item to %s not sent: link down or full", call->node, call->jid);

@@ -2251,12 +2251,15 @@ static xmpp_stanza_t *items_page(struct fixture *f, struct h_client *c,
 }
 
 /* Asserts a page of items: ids (comma-separated, "" for none), first and
- * last (NULL: must be absent), count.  Releases r. */
-#define assert_page(f, r, ids, first, last, count)                           \
-    assert_page_at(__LINE__, (f), (r), (ids), (first), (last), (count))
+ * last (< 0: must be absent), first's index attribute (XEP-0059 §2: the
+ * number of items of the full set before the page's first item), count.
+ * Releases r. */
+#define assert_page(f, r, ids, first, index, last, count)                    \
+    assert_page_at(__LINE__, (f), (r), (ids), (first), (index), (last),       \
+                   (count))
 static void assert_page_at(int line, struct fixture *f, xmpp_stanza_t *r,
-                           const char *ids, long long first, long long last,
-                           long long count)
+                           const char *ids, long long first, long long index,
+                           long long last, long long count)
 {
     char *what = h_strf("items page (line %d)", line);
     h_assert_result(f->proc, r, what);
@@ -2281,6 +2284,12 @@ static void assert_page_at(int line, struct fixture *f, xmpp_stanza_t *r,
                           strcmp(ls, el) == 0,
                       "%s: expected first %s, last %s: %s", what, ef, el,
                       text);
+        const char *ix = xmpp_stanza_get_attribute(
+            h_child(set, "first", NS_RSM), "index");
+        char *ei = h_strf("%lld", index);
+        ck_assert_msg(ix != NULL && strcmp(ix, ei) == 0,
+                      "%s: expected <first index='%s'>: %s", what, ei, text);
+        free(ei);
         free(ef);
         free(el);
     }
@@ -2345,45 +2354,68 @@ START_TEST(test_rsm_items)
     /* Forwards, oldest first. */
     want = range_ids(0, 10);
     assert_page(&f, items_page(&f, alice, node, "<max>10</max>"), want, seq[0],
-                seq[9], N);
+                0, seq[9], N);
     free(want);
     after = h_strf("<max>10</max><after>%lld</after>", seq[9]);
     want = range_ids(10, 20);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[10], seq[19],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[10], 10,
+                seq[19], N);
     free(want);
     free(after);
     after = h_strf("<max>10</max><after>%lld</after>", seq[19]);
     want = range_ids(20, 25);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[20], seq[24],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[20], 20,
+                seq[24], N);
     free(want);
     free(after);
     after = h_strf("<max>10</max><after>%lld</after>", seq[24]);
-    assert_page(&f, items_page(&f, alice, node, after), "", -1, -1, N);
+    assert_page(&f, items_page(&f, alice, node, after), "", -1, -1, -1, N);
     free(after);
 
     /* Backwards: the last page, then the one before it. */
     want = range_ids(15, 25);
     assert_page(&f, items_page(&f, alice, node, "<max>10</max><before/>"),
-                want, seq[15], seq[24], N);
+                want, seq[15], 15, seq[24], N);
     free(want);
     after = h_strf("<max>10</max><before>%lld</before>", seq[15]);
     want = range_ids(5, 15);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[5], seq[14],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[5], 5,
+                seq[14], N);
     free(want);
     free(after);
     after = h_strf("<max>10</max><before>%lld</before>", seq[5]);
     want = range_ids(0, 5);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[0], seq[4],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[0], 0,
+                seq[4], N);
     free(want);
     free(after);
 
     /* XEP-0059 §2.5: max 0 gives the count only. */
     assert_page(&f, items_page(&f, alice, node, "<max>0</max>"), "", -1, -1,
-                N);
+                -1, N);
+
+    /* The index counts the items of the set as it is now: retract p03
+     * and p07, and the page after p09 starts at index 8 of 23; the page
+     * of 10 before p15 is p04..p14 without p07, at index 3. */
+    for (int i = 3; i <= 7; i += 4) {
+        char *inner = h_strf("<retract node='%s'><item id='p%02d'/></retract>",
+                             node, i);
+        xmpp_stanza_t *r = ps_set(&f, f.owner, inner);
+        h_assert_result(f.proc, r, "retract");
+        xmpp_stanza_release(r);
+        free(inner);
+    }
+    after = h_strf("<max>3</max><after>%lld</after>", seq[9]);
+    assert_page(&f, items_page(&f, alice, node, after), "p10,p11,p12", seq[10],
+                8, seq[12], N - 2);
+    free(after);
+    after = h_strf("<max>10</max><before>%lld</before>", seq[15]);
+    assert_page(&f, items_page(&f, alice, node, after),
+                "p04,p05,p06,p08,p09,p10,p11,p12,p13,p14", seq[4], 3, seq[14],
+                N - 2);
+    free(after);
+    assert_page(&f, items_page(&f, alice, node, "<max>4</max><before/>"),
+                "p21,p22,p23,p24", seq[21], 19, seq[24], N - 2);
 
     /* Positions that were never issued. */
     assert_ps_error(&f, items_page(&f, alice, node,
@@ -2505,7 +2537,7 @@ START_TEST(test_rsm_concurrent)
     for (int i = 0; i < nseen; i++)
         free(seen[i]);
     assert_page(&f, items_page(&f, alice, node, "<max>0</max>"), "", -1, -1,
-                TOTAL);
+                -1, TOTAL);
 
     h_client_disconnect(alice);
     free(node);

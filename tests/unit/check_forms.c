@@ -280,14 +280,24 @@ END_TEST
 START_TEST(test_rsm_reply)
 {
     struct buf b = BUF_INIT;
-    rsm_reply(&b, "3", "9", 12);
+    rsm_reply(&b, "3", "9", 12, -1);
     ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'><first>3</first>"
                              "<last>9</last><count>12</count></set>");
     buf_reset(&b);
-    rsm_reply(&b, NULL, NULL, -1);
+    /* XEP-0059 §2: the index of the first item in the full set. */
+    rsm_reply(&b, "3", "9", 12, 4);
+    ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'><first index='4'>3"
+                             "</first><last>9</last><count>12</count></set>");
+    buf_reset(&b);
+    /* An empty page has no <first/>, hence no index. */
+    rsm_reply(&b, NULL, NULL, 12, 12);
+    ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'><count>12</count>"
+                             "</set>");
+    buf_reset(&b);
+    rsm_reply(&b, NULL, NULL, -1, -1);
     ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'></set>");
     buf_reset(&b);
-    rsm_reply(&b, "a<b", "c&d", 0);
+    rsm_reply(&b, "a<b", "c&d", 0, -1);
     ck_assert_ptr_nonnull(strstr(b.data, "<first>a&lt;b</first><last>c&amp;d</last>"));
     buf_free(&b);
 }
