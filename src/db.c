@@ -85,17 +85,18 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_EXPIRE_ITEMS] = {"expire_items", 1,
         "SELECT pubsub.expire_items($1) + pubsub.expire_subscriptions($1)"},
     [DB_OWN_SUBSCRIPTIONS] = {"own_subscriptions", 4,
-        "SELECT node, jid, subid, state, sub_id, total"
+        "SELECT node, jid, subid, state, sub_id, total, idx"
         " FROM pubsub.own_subscriptions($1, $2, $3, $4)"},
     [DB_OWN_AFFILIATIONS] = {"own_affiliations", 4,
-        "SELECT node, affiliation, total FROM pubsub.own_affiliations($1, $2, $3, $4)"},
+        "SELECT node, affiliation, total, idx FROM pubsub.own_affiliations($1, $2, $3, $4)"},
     [DB_NODE_SUBSCRIPTIONS] = {"node_subscriptions", 4,
-        "SELECT status, jid, subid, state, sub_id, total"
+        "SELECT status, jid, subid, state, sub_id, total, idx"
         " FROM pubsub.node_subscriptions($1, $2, $3, $4)"},
-    [DB_MODIFY_SUBSCRIPTIONS] = {"modify_subscriptions", 4,
-        "SELECT pubsub.modify_subscriptions($1, $2, $3, $4)"},
+    [DB_MODIFY_SUBSCRIPTIONS] = {"modify_subscriptions", 5,
+        "SELECT pubsub.modify_subscriptions($1, $2, $3, $4, $5)"},
     [DB_NODE_AFFILIATIONS] = {"node_affiliations", 4,
-        "SELECT status, jid, affiliation, total FROM pubsub.node_affiliations($1, $2, $3, $4)"},
+        "SELECT status, jid, affiliation, total, idx"
+        " FROM pubsub.node_affiliations($1, $2, $3, $4)"},
     [DB_MODIFY_AFFILIATIONS] = {"modify_affiliations", 4,
         "SELECT status, jid, affiliation FROM pubsub.modify_affiliations($1, $2, $3, $4)"},
     [DB_DELETE_NODE] = {"delete_node", 2,
@@ -106,17 +107,22 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_RETRACT] = {"retract", 4,
         "SELECT pubsub.retract($1, $2, $3, $4)"},
     [DB_SUBSCRIBE] = {"subscribe", 4,
-        "SELECT status, subid, state, node_id, sub_id, last_seq, last_item_id, last_payload,"
-        " owners FROM pubsub.subscribe($1, $2, $3, $4::jsonb)"},
+        /* last_stamp: when the last item (sent on subscription) was
+         * published, for its XEP-0203 delay; the item can be newer than
+         * this statement's snapshot (published while subscribe() waited
+         * for the node lock): then the time now, a few ms later. */
+        "SELECT s.status, s.subid, s.state, s.node_id, s.sub_id, s.last_seq, s.last_item_id,"
+        " s.last_payload, s.owners,"
+        " to_char(coalesce(i.published_at, clock_timestamp()) AT TIME ZONE 'UTC',"
+        "         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS last_stamp"
+        " FROM pubsub.subscribe($1, $2, $3, $4::jsonb) s"
+        " LEFT JOIN pubsub.item i ON i.node_id = s.node_id AND i.seq = s.last_seq"},
     [DB_AUTHORIZE] = {"authorize", 5,
         "SELECT status, jid, state FROM pubsub.authorize($1, $2, $3, $4, $5)"},
     [DB_PENDING] = {"pending", 2, "SELECT status, node, jid, subid FROM pubsub.pending($1, $2)"},
     [DB_GET_SUB_OPTIONS] = {"get_sub_options", 4,
-        "SELECT o.status, o.deliver, o.include_body, o.expire,"
-        " coalesce((SELECT CASE WHEN s.sub_depth >= 1000 THEN 'all' ELSE s.sub_depth::text END"
-        "  FROM pubsub.subscription s JOIN pubsub.node n ON n.node_id = s.node_id"
-        "  WHERE n.name = $1 AND NOT n.deleted AND s.jid = $2), '1')"
-        " FROM pubsub.get_sub_options($1, $2, $3, $4) o"},
+        "SELECT status, deliver, include_body, expire, depth, subid"
+        " FROM pubsub.get_sub_options($1, $2, $3, $4)"},
     [DB_SET_SUB_OPTIONS] = {"set_sub_options", 5,
         "SELECT pubsub.set_sub_options($1, $2, $3, $4, $5::jsonb)"},
     [DB_UNSUBSCRIBE] = {"unsubscribe", 3,
@@ -125,10 +131,10 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "SELECT status, item_id, publisher, payload, seq "
         "FROM pubsub.get_items($1, $2, $3, string_to_array($4, E'\\n'))"},
     [DB_GET_ITEMS_PAGE] = {"get_items_page", 6,
-        "SELECT status, item_id, publisher, payload, seq, total"
+        "SELECT status, item_id, publisher, payload, seq, total, idx"
         " FROM pubsub.get_items_page($1, $2, $3, $4, $5, $6)"},
     [DB_MAM_QUERY] = {"mam_query", 10,
-        "SELECT status, item_id, payload, seq, stamp, total"
+        "SELECT status, item_id, payload, seq, stamp, total, idx"
         " FROM pubsub.mam_query($1, $2, $3::timestamptz, $4::timestamptz, $5, $6, $7, $8, $9,"
         " $10)"},
     [DB_LISTEN] = {"listen", 0, "LISTEN pubsub_wakeup"},
@@ -153,15 +159,31 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         "  sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY seq) AS cum"
         " FROM pubsub.event WHERE node_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) e"
         " WHERE cum - coalesce(octet_length(payload), 0) < $4 ORDER BY seq"},
+    /* One row per JID (its first subscription, whatever the state, so
+     * that the row and the cursor stay put while its other subscriptions
+     * come and go); with several eligible subscriptions, subids lists
+     * them as "L<start_seq>:<subid> ..." (see dispatch_audience).  The
+     * first-subscription test is a min() subquery, not NOT EXISTS: an
+     * anti-join planned on stale statistics (subscriptions made just
+     * before a burst) scanned the node's subscriptions once per row. */
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
-        "SELECT sub_id, jid, start_seq, subid, include_body, NULL::text AS via, start_gseq"
-        " FROM pubsub.subscription"
-        " WHERE node_id = $1 AND sub_id > $2 AND state = 'subscribed' AND deliver"
-        "   AND (expires_at IS NULL OR expires_at > now())"
-        " ORDER BY sub_id LIMIT $3"},
+        "SELECT s.sub_id, s.jid, m.start_seq, s.subid, m.include_body, NULL::text AS via,"
+        " s.start_gseq, m.subids"
+        " FROM pubsub.subscription s CROSS JOIN LATERAL ("
+        "  SELECT min(x.start_seq) AS start_seq, bool_or(x.include_body) AS include_body,"
+        "   CASE WHEN count(*) > 1"
+        "    THEN string_agg('L' || x.start_seq || ':' || x.subid, ' ') END AS subids"
+        "  FROM pubsub.subscription x"
+        "  WHERE x.node_id = s.node_id AND x.jid = s.jid AND x.state = 'subscribed'"
+        "   AND x.deliver AND (x.expires_at IS NULL OR x.expires_at > now())"
+        "  HAVING count(*) > 0) m"
+        " WHERE s.node_id = $1 AND s.sub_id > $2 AND s.sub_id = ("
+        "  SELECT min(p.sub_id) FROM pubsub.subscription p"
+        "  WHERE p.node_id = s.node_id AND p.jid = s.jid)"
+        " ORDER BY s.sub_id LIMIT $3"},
     /* The same for a leaf inside collections (XEP-0248). */
     [DB_DISPATCH_AUDIENCE] = {"dispatch_audience", 3,
-        "SELECT sub_id, jid, start_seq, subid, include_body, via, start_gseq"
+        "SELECT sub_id, jid, start_seq, subid, include_body, via, start_gseq, subids"
         " FROM pubsub.dispatch_audience($1, $2, $3)"},
     [DB_DISPATCH_COMMIT] = {"dispatch_commit", 3,
         "SELECT pubsub.dispatch_commit($1, $2, $3)"},

@@ -28,6 +28,7 @@ static const char *const service_features[] = {
     NS_PUBSUB "#rsm",
     NS_PUBSUB "#collections",
     NS_PUBSUB "#config-node",
+    NS_PUBSUB "#config-node-max",
     NS_PUBSUB "#create-and-configure",
     NS_PUBSUB "#create-nodes",
     NS_PUBSUB "#instant-nodes",
@@ -36,7 +37,9 @@ static const char *const service_features[] = {
     NS_PUBSUB "#publish-options",
     NS_PUBSUB "#purge-nodes",
     NS_PUBSUB "#item-ids",
+    NS_PUBSUB "#multi-items",
     NS_PUBSUB "#persistent-items",
+    NS_PUBSUB "#delete-items",
     NS_PUBSUB "#retract-items",
     NS_PUBSUB "#meta-data",
     NS_PUBSUB "#retrieve-default",
@@ -45,8 +48,8 @@ static const char *const service_features[] = {
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#subscribe",
     NS_PUBSUB "#subscription-options",
+    NS_PUBSUB "#multi-subscribe",
     NS_PUBSUB "#subscription-notifications",
-    NS_PUBSUB "#last-published",
     NS_PUBSUB "#access-authorize",
     NS_PUBSUB "#access-open",
     NS_PUBSUB "#get-pending",
@@ -102,7 +105,7 @@ static void disco_items_done(struct pubsub_call *call, const PGresult *res)
     }
     if (call->item_id) /* a result set was asked for */
         rsm_reply(&b, rows ? db_value(res, 0, 0) : NULL, rows ? db_value(res, rows - 1, 0) : NULL,
-                  -1);
+                  -1, -1);
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -127,7 +130,8 @@ static void disco_node_items_done(struct pubsub_call *call, const PGresult *res)
     }
     if (call->item_id)
         rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL,
-                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5));
+                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5),
+                  db_int(res, 0, 6));
     buf_puts(&b, "</query>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -140,7 +144,14 @@ void disco_items(struct server *s, struct iq_request *req, const struct xnode *q
         return;
     }
     struct rsm_request rsm;
-    if (rsm_parse(query, &rsm) != 0 || rsm.has_index || (rsm.has_before && rsm.before[0])) {
+    int rc = rsm_parse(query, &rsm);
+    if (rc == 0 && rsm.has_index) {
+        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+        rsm_free(&rsm);
+        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        return;
+    }
+    if (rc != 0 || (rsm.has_before && rsm.before[0])) {
         rsm_free(&rsm);
         pubsub_reply_error(s, req, &ERR_BAD_REQUEST, "unsupported result set request");
         return;

@@ -59,6 +59,9 @@ struct dsub {
     bool include_body;
     const char *via;       /* the collection it comes through; NULL: the node's own */
     long long start_gseq;
+    /* A JID with several subscriptions: all of them (see
+     * dispatcher_next_subid); NULL: just this one. */
+    const char *subids;
 };
 
 struct dnode {
@@ -346,14 +349,86 @@ static void dispatcher_events_cb(void *arg, const PGresult *res, const char *err
     }
 }
 
-/* Does subscription sub start before event e?  A leaf's own
- * subscriptions compare node positions; a collection's subscriptions
- * compare positions in the global order. */
+/* Does a subscription that starts at node position start_seq (a leaf's
+ * own) or at global position start_gseq (a collection's, via != NULL)
+ * start before event e? */
+static bool dispatcher_starts_before(const struct devent *e, bool via, long long start)
+{
+    if (!via)
+        return start < e->seq;
+    return e->kind != 'd' && e->kind != 'c' && start < e->gseq;
+}
+
+/*
+ * A JID with several subscriptions comes as one row whose subids column
+ * lists them, "L<start_seq>:<subid>" (the leaf's own) or
+ * "G<start_gseq>:<subid>" (a collection's) separated by spaces; upper
+ * case letters mark the SubIDs that go into SHIM headers (see
+ * dispatch_audience in schema/025_multi_subscribe.sql).  Returns the next
+ * entry at or after *p that started before e (and is upper case when
+ * headers_only), its SubID in [*subid, *subid + *len), advancing *p;
+ * false at the end.
+ */
+static bool dispatcher_next_subid(const struct devent *e, bool headers_only, const char **p,
+                                  const char **subid, size_t *len)
+{
+    while (**p) {
+        const char *entry = *p;
+        const char *colon = strchr(entry, ':');
+        if (colon == NULL)
+            return false;
+        const char *end = colon + strcspn(colon, " ");
+        *p = *end ? end + 1 : end;
+        bool via = entry[0] == 'G' || entry[0] == 'g';
+        if (headers_only && entry[0] != 'L' && entry[0] != 'G')
+            continue;
+        if (dispatcher_starts_before(e, via, strtoll(entry + 1, NULL, 10))) {
+            *subid = colon + 1;
+            *len = (size_t)(end - colon - 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Does the JID of subscription sub hear of event e? */
 static bool dispatcher_eligible(const struct devent *e, const struct dsub *sub)
 {
-    if (sub->via == NULL)
-        return sub->start_seq < e->seq;
-    return e->kind != 'd' && e->kind != 'c' && sub->start_gseq < e->gseq;
+    if (sub->subids != NULL) {
+        const char *p = sub->subids, *subid;
+        size_t len;
+        return dispatcher_next_subid(e, false, &p, &subid, &len);
+    }
+    return dispatcher_starts_before(e, sub->via != NULL,
+                                    sub->via != NULL ? sub->start_gseq : sub->start_seq);
+}
+
+/* Appends the SHIM headers of a notification: the collection it came
+ * through (XEP-0248) and, for a JID with several subscriptions, the
+ * SubIDs that produced it (XEP-0060 §7.1.2.2, §12.x "impl-shim"). */
+static void dispatcher_headers(struct buf *msg, const struct devent *e, const struct dsub *sub)
+{
+    bool via = sub->via != NULL;
+    const char *p = "", *subid;
+    size_t len;
+    if (sub->subids != NULL && (e->kind == 'p' || e->kind == 'r'))
+        p = sub->subids;
+    const char *probe = p;
+    bool subids = dispatcher_next_subid(e, true, &probe, &subid, &len);
+    if (!via && !subids)
+        return;
+    buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'>");
+    if (via) {
+        buf_puts(msg, "<header name='Collection'>");
+        buf_put_escaped(msg, sub->via);
+        buf_puts(msg, "</header>");
+    }
+    while (dispatcher_next_subid(e, true, &p, &subid, &len)) {
+        buf_puts(msg, "<header name='SubID'>");
+        buf_put_escaped_n(msg, subid, len);
+        buf_puts(msg, "</header>");
+    }
+    buf_puts(msg, "</headers>");
 }
 
 /* The notify module's view of event e of node n. */
@@ -376,11 +451,7 @@ static int dispatcher_send_one(struct dispatcher *d, const struct dnode *n, cons
     if (sub->include_body) /* pubsub#include_body */
         notify_body_text(msg, &ne);
     buf_append(msg, body->data, body->len);
-    if (sub->via != NULL) { /* through a collection: say which (XEP-0248) */
-        buf_puts(msg, "<headers xmlns='http://jabber.org/protocol/shim'><header name='Collection'>");
-        buf_put_escaped(msg, sub->via);
-        buf_puts(msg, "</header></headers>");
-    }
+    dispatcher_headers(msg, e, sub);
     buf_puts(msg, "</message>");
     return link_send(&d->s->link, msg->data, msg->len);
 }
@@ -523,7 +594,8 @@ static void dispatcher_subscribers_cb(void *arg, const PGresult *res, const char
             subs[r] = (struct dsub){db_int(res, r, 0), db_value(res, r, 1), db_int(res, r, 2),
                                     db_value(res, r, 3), db_value(res, r, 4)[0] == 't',
                                     db_is_null(res, r, 5) ? NULL : db_value(res, r, 5),
-                                    db_int(res, r, 6)};
+                                    db_int(res, r, 6),
+                                    db_is_null(res, r, 7) ? NULL : db_value(res, r, 7)};
         }
         dispatcher_fan_out(d, n, subs, nsubs);
         free(subs);
@@ -724,7 +796,7 @@ static bool dnode_set_audience(struct dnode *n, const char *text, long long seq)
             return false;
         }
         a[i] = (struct dsub){strtoll(f[0], NULL, 10), f[1], strtoll(f[2], NULL, 10), f[3],
-                             f[4][0] == 't', NULL, 0};
+                             f[4][0] == 't', NULL, 0, NULL};
         line = end ? end + 1 : line + strlen(line);
     }
     n->audience_text = copy;

@@ -75,6 +75,62 @@ int form_parse_boolean(const char *s, bool *out)
     return -1;
 }
 
+/* Reads exactly n digits at *p into *out, advancing *p. */
+static bool read_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool expect_char(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+bool form_is_datetime(const char *s)
+{
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec, zh, zm;
+    const char *p = s;
+    if (!read_digits(&p, 4, &y) || !expect_char(&p, '-') || !read_digits(&p, 2, &mo) ||
+        !expect_char(&p, '-') || !read_digits(&p, 2, &d) || !expect_char(&p, 'T') ||
+        !read_digits(&p, 2, &h) || !expect_char(&p, ':') || !read_digits(&p, 2, &mi) ||
+        !expect_char(&p, ':') || !read_digits(&p, 2, &sec))
+        return false;
+    if (*p == '.') { /* fraction: one digit or more */
+        p++;
+        size_t n = strspn(p, "0123456789");
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        p++;
+        if (!read_digits(&p, 2, &zh) || !expect_char(&p, ':') || !read_digits(&p, 2, &zm) ||
+            zh > 23 || zm > 59)
+            return false;
+    } else {
+        return false;
+    }
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] || h > 23 || mi > 59 ||
+        sec > 60)
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return !(mo == 2 && d == 29 && !leap);
+}
+
 void form_open_titled(struct buf *b, const char *type, const char *form_type, const char *title,
                       const char *instructions)
 {

@@ -34,6 +34,9 @@ const struct form_field *form_field(const struct form *f, const char *var);
 
 /* XEP-0004 boolean: "1"/"true" and "0"/"false".  Returns 0 or -1. */
 int form_parse_boolean(const char *s, bool *out) MUSTCHECK;
+/* Whether s is an XEP-0082 DateTime, CCYY-MM-DDThh:mm:ss[.sss](Z|+hh:mm|-hh:mm),
+ * with a real calendar date (leap years) and time (second 60 allowed). */
+bool form_is_datetime(const char *s);
 
 /* Building. */
 void form_open(struct buf *b, const char *type, const char *form_type);

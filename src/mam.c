@@ -34,19 +34,6 @@ static void mam_query_free(void *p)
 static const struct xmpp_error ERR_MAM_BAD = {"modify", "bad-request", NULL, NULL};
 
 /* Loose XEP-0082 DateTime check (the database parses it for real). */
-static bool mam_is_datetime(const char *s)
-{
-    int y, mo, d, h, mi, sec;
-    char t;
-    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (strlen(s) < 20 || strspn(s, "0123456789-:.TZ+") != strlen(s) ||
-        sscanf(s, "%4d-%2d-%2d%c%2d:%2d:%2d", &y, &mo, &d, &t, &h, &mi, &sec) != 7 || t != 'T' ||
-        mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60 || d > days[mo - 1])
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return !(mo == 2 && d == 29 && !leap);
-}
-
 static bool mam_is_seq(const char *s)
 {
     return *s && strlen(s) < 19 && strspn(s, "0123456789") == strlen(s);
@@ -117,7 +104,7 @@ static void mam_done(struct pubsub_call *call, const PGresult *res)
     struct buf b = BUF_INIT;
     buf_printf(&b, "<fin xmlns='" NS_MAM "' complete='%s'>", complete ? "true" : "false");
     rsm_reply(&b, n ? db_value(res, first, 3) : NULL, n ? db_value(res, last, 3) : NULL,
-              db_int(res, 0, 5));
+              db_int(res, 0, 5), db_int(res, 0, 6));
     buf_puts(&b, "</fin>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -171,9 +158,9 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
             unknown = fd->var; /* XEP-0313 §4.1.1.6: feature-not-implemented */
         else if (v == NULL)
             bad = fd->var;
-        else if (strcmp(fd->var, "start") == 0 && mam_is_datetime(v))
+        else if (strcmp(fd->var, "start") == 0 && form_is_datetime(v))
             start = v;
-        else if (strcmp(fd->var, "end") == 0 && mam_is_datetime(v))
+        else if (strcmp(fd->var, "end") == 0 && form_is_datetime(v))
             end = v;
         else if (strcmp(fd->var, "after-id") == 0 && mam_is_seq(v))
             after = v;
@@ -191,10 +178,17 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
         return;
     }
     struct rsm_request rsm;
-    if (bad == NULL && (rsm_parse(query, &rsm) != 0 || rsm.has_index))
-        bad = "unsupported result set request";
+    if (bad == NULL && rsm_parse(query, &rsm) != 0)
+        bad = "malformed result set request";
     else if (bad)
         memset(&rsm, 0, sizeof rsm);
+    if (bad == NULL && rsm.has_index) {
+        /* XEP-0059 §2.5: pages are named by archive ids, not positions. */
+        rsm_free(&rsm);
+        form_free(&f);
+        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        return;
+    }
     if (bad == NULL && ((rsm.after && !mam_is_seq(rsm.after)) ||
                         (rsm.before && rsm.before[0] && !mam_is_seq(rsm.before))))
         bad = "unknown archive id";

@@ -36,7 +36,11 @@ static const struct status_error status_errors[] = {
     {"cycle", {"cancel", "not-allowed", "invalid-options", NULL}},
     {"kind-change", {"modify", "not-acceptable", NULL, NULL}},
     {"invalid-subid", {"modify", "not-acceptable", "invalid-subid", NULL}},
+    {"subid-required", {"modify", "bad-request", "subid-required", NULL}},
     {"not-persistent", {"cancel", "feature-not-implemented", "unsupported", "persistent-items"}},
+    /* persist_items and deliver_payloads both false: an event type pubsubd
+     * does not offer (schema/027, docs/protocol.md). */
+    {"transient-notification", {"modify", "not-acceptable", NULL, NULL}},
 };
 
 bool pubsub_reply_status(struct server *s, const struct iq_request *req, const char *status)

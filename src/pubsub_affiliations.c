@@ -38,7 +38,15 @@ static int list_page(struct server *s, struct iq_request **reqp, const struct xn
 {
     struct rsm_request rsm;
     const char *why = NULL;
-    if (rsm_parse(el->parent, &rsm) != 0 || rsm.has_index || rsm.has_before)
+    int rc = rsm_parse(el->parent, &rsm);
+    if (rc == 0 && rsm.has_index) {
+        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+        rsm_free(&rsm);
+        pubsub_reply_error(s, *reqp, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+        *reqp = NULL;
+        return -1;
+    }
+    if (rc != 0 || rsm.has_before)
         why = "unsupported result set request";
     else if (rsm.after && numeric && strspn(rsm.after, "0123456789") != strlen(rsm.after))
         why = "unknown result set position";
@@ -61,15 +69,17 @@ static int list_page(struct server *s, struct iq_request **reqp, const struct xn
 }
 
 /* Appends the reply's <set/> when one was asked for: first and last are
- * column `key` of rows [from, rows). */
+ * column `key` of rows [from, rows); total and index (the entries before
+ * the page) come from row 0. */
 static void list_set(struct pubsub_call *call, struct buf *b, const PGresult *res, int from,
-                     int key, long long total)
+                     int key, int total_col)
 {
     if (call->extra != &rsm_asked)
         return;
     int rows = PQntuples(res);
     rsm_reply(b, rows > from ? db_value(res, from, key) : NULL,
-              rows > from ? db_value(res, rows - 1, key) : NULL, total);
+              rows > from ? db_value(res, rows - 1, key) : NULL, db_int(res, 0, total_col),
+              db_int(res, 0, total_col + 1));
 }
 
 /* ---- the entity's own ------------------------------------------------- */
@@ -91,7 +101,7 @@ static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res
 {
     struct buf b = BUF_INIT;
     own_list_open(&b, "subscriptions", call->node);
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 1; i < PQntuples(res); i++) { /* row 0: the list's size */
         buf_puts(&b, "<subscription node='");
         buf_put_escaped(&b, db_value(res, i, 0));
         buf_puts(&b, "' jid='");
@@ -103,7 +113,7 @@ static void own_subscriptions_done(struct pubsub_call *call, const PGresult *res
         buf_puts(&b, "'/>");
     }
     buf_puts(&b, "</subscriptions>");
-    list_set(call, &b, res, 0, 4, PQntuples(res) ? db_int(res, 0, 5) : 0);
+    list_set(call, &b, res, 1, 4, 5);
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -113,7 +123,7 @@ static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
 {
     struct buf b = BUF_INIT;
     own_list_open(&b, "affiliations", call->node);
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 1; i < PQntuples(res); i++) { /* row 0: the list's size */
         buf_puts(&b, "<affiliation node='");
         buf_put_escaped(&b, db_value(res, i, 0));
         buf_puts(&b, "' affiliation='");
@@ -121,7 +131,7 @@ static void own_affiliations_done(struct pubsub_call *call, const PGresult *res)
         buf_puts(&b, "'/>");
     }
     buf_puts(&b, "</affiliations>");
-    list_set(call, &b, res, 0, 0, PQntuples(res) ? db_int(res, 0, 2) : 0);
+    list_set(call, &b, res, 1, 0, 2);
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -174,7 +184,7 @@ static void node_list_done(struct pubsub_call *call, const PGresult *res, bool s
         buf_puts(&b, "'/>");
     }
     buf_puts(&b, subscriptions ? "</subscriptions>" : "</affiliations>");
-    list_set(call, &b, res, 1, subscriptions ? 4 : 1, db_int(res, 0, subscriptions ? 5 : 3));
+    list_set(call, &b, res, 1, subscriptions ? 4 : 1, subscriptions ? 5 : 3);
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);
@@ -188,6 +198,31 @@ static void node_subscriptions_done(struct pubsub_call *call, const PGresult *re
 static void node_affiliations_done(struct pubsub_call *call, const PGresult *res)
 {
     node_list_done(call, res, false);
+}
+
+/* Tells jid of its new affiliation with node (XEP-0060 §8.9.4, the form
+ * of its example).  A headline: for the entity's online sessions, not
+ * stored offline (RFC 6121 §8.5.2.1.1).  Best effort, after the change
+ * committed: a notice lost with the link is not sent again (the
+ * affiliation itself is stored and can be retrieved, §5.7). */
+static void send_affiliation_notice(struct server *s, const char *node, const char *jid,
+                                    const char *affiliation)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<message from='");
+    buf_put_escaped(&b, s->cfg->component_jid);
+    buf_puts(&b, "' to='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "' type='headline'><pubsub xmlns='" NS_PUBSUB "'><affiliations node='");
+    buf_put_escaped(&b, node);
+    buf_puts(&b, "'><affiliation jid='");
+    buf_put_escaped(&b, jid);
+    buf_puts(&b, "' affiliation='");
+    buf_put_escaped(&b, affiliation);
+    buf_puts(&b, "'/></affiliations></pubsub></message>");
+    if (link_send(&s->link, b.data, b.len) != PS_OK)
+        log_info("node %s: affiliation notice to %s not sent: link down or full", node, jid);
+    buf_free(&b);
 }
 
 static void modify_done(struct pubsub_call *call, const PGresult *res)
@@ -221,9 +256,14 @@ static void modify_done(struct pubsub_call *call, const PGresult *res)
         return;
     log_info("node %s: %s changed by %s", call->node, call->jid, call->req->from_bare);
     (void)stanza_reply_result(&call->s->link, call->req, NULL);
-    for (int i = 1; i < PQntuples(res); i++) /* subscription states changed */
-        pubsub_send_subscription_state(call->s, call->node, db_value(res, i, 1),
-                                       db_value(res, i, 2));
+    for (int i = 1; i < PQntuples(res); i++) {
+        if (db_is_null(res, i, 0)) /* a subscription state changed */
+            pubsub_send_subscription_state(call->s, call->node, db_value(res, i, 1),
+                                           db_value(res, i, 2));
+        else if (strcmp(db_value(res, i, 0), "affiliation") == 0)
+            send_affiliation_notice(call->s, call->node, db_value(res, i, 1),
+                                    db_value(res, i, 2));
+    }
 }
 
 /* Whether jid is one of the newline-separated JIDs collected so far. */
@@ -244,11 +284,13 @@ static bool jid_listed(const struct buf *jids, const char *jid)
 
 /*
  * Collects the (jid, value) pairs of the <subscription/> or
- * <affiliation/> children into two newline-separated lists.  Returns 0 or
- * -1 after answering.
+ * <affiliation/> children into two newline-separated lists, and for
+ * subscriptions their SubIDs into a third (empty lines where absent).
+ * Returns 0 or -1 after answering.
  */
 static int collect_entries(struct server *s, struct iq_request **reqp, const struct xnode *el,
-                           bool subscriptions, struct buf *jids, struct buf *values)
+                           bool subscriptions, struct buf *jids, struct buf *values,
+                           struct buf *subids)
 {
     const char *child = subscriptions ? "subscription" : "affiliation";
     int count = 0;
@@ -256,6 +298,7 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
          c = xnode_next(c, child, NS_PUBSUB_OWNER)) {
         const char *jid = xnode_attr(c, "jid");
         const char *value = xnode_attr(c, subscriptions ? "subscription" : "affiliation");
+        const char *subid = subscriptions ? xnode_attr(c, "subid") : NULL;
         char *norm = jid ? (subscriptions ? jid_normalize(jid) : jid_bare(jid)) : NULL;
         const char *why = NULL;
         if (norm == NULL)
@@ -265,6 +308,8 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
         else if (subscriptions ? strcmp(value, "subscribed") != 0 && strcmp(value, "none") != 0
                                : !in_list(affiliations, value))
             why = "unsupported value";
+        else if (subid && strchr(subid, '\n'))
+            why = "invalid subid";
         else if (!subscriptions && jid_listed(jids, norm))
             why = "several entries for one JID"; /* §8.9.2.4 */
         else if (++count > s->cfg->max_items_per_request)
@@ -275,12 +320,16 @@ static int collect_entries(struct server *s, struct iq_request **reqp, const str
             *reqp = NULL;
             return -1;
         }
-        if (jids->len) {
+        if (count > 1) {
             buf_puts(jids, "\n");
             buf_puts(values, "\n");
+            if (subscriptions)
+                buf_puts(subids, "\n");
         }
         buf_puts(jids, norm);
         buf_puts(values, value);
+        if (subid)
+            buf_puts(subids, subid);
         free(norm);
     }
     if (count == 0) {
@@ -312,17 +361,20 @@ void pubsub_owner_list(struct server *s, struct iq_request *req, const struct xn
         free(after);
         return;
     }
-    struct buf jids = BUF_INIT, values = BUF_INIT;
-    if (collect_entries(s, &req, el, subscriptions, &jids, &values) != 0) {
+    struct buf jids = BUF_INIT, values = BUF_INIT, subids = BUF_INIT;
+    if (collect_entries(s, &req, el, subscriptions, &jids, &values, &subids) != 0) {
         buf_free(&jids);
         buf_free(&values);
+        buf_free(&subids);
         return;
     }
     struct pubsub_call *call = pubsub_call_new(s, req, node, modify_done);
     call->jid = xstrdup(subscriptions ? "subscriptions" : "affiliations");
-    const char *params[] = {call->node, req->from_bare, jids.data, values.data};
-    pubsub_call_submit(call, subscriptions ? DB_MODIFY_SUBSCRIPTIONS : DB_MODIFY_AFFILIATIONS, 4,
-                       params);
+    const char *params[] = {call->node, req->from_bare, jids.data, values.data,
+                            subids.data ? subids.data : ""};
+    pubsub_call_submit(call, subscriptions ? DB_MODIFY_SUBSCRIPTIONS : DB_MODIFY_AFFILIATIONS,
+                       subscriptions ? 5 : 4, params);
     buf_free(&jids);
     buf_free(&values);
+    buf_free(&subids);
 }

@@ -45,7 +45,8 @@ static void pubsub_items_reply(struct pubsub_call *call, const PGresult *res, bo
     buf_puts(&b, "</items>");
     if (paged)
         rsm_reply(&b, rows > 1 ? db_value(res, 1, 4) : NULL,
-                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5));
+                  rows > 1 ? db_value(res, rows - 1, 4) : NULL, db_int(res, 0, 5),
+                  db_int(res, 0, 6));
     buf_puts(&b, "</pubsub>");
     (void)stanza_reply_result(&call->s->link, call->req, b.data);
     buf_free(&b);

@@ -71,8 +71,9 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
             buf_puts(json, b ? ":true" : ":false");
             *(strcmp(fd->var, "pubsub#deliver") == 0 ? &o.deliver : &o.include_body) = b;
         } else if (strcmp(fd->var, "pubsub#expire") == 0 && fd->nvalues <= 1 &&
-                   (v == NULL || strcmp(v, "presence") != 0)) {
-            /* An XEP-0082 DateTime (checked by the database) or empty. */
+                   (v == NULL || *v == '\0' || form_is_datetime(v))) {
+            /* An XEP-0082 DateTime, or empty: never ("presence" is not
+             * possible: pubsubd does not see presence). */
             buf_puts(json, "\"expire\":");
             buf_put_json_string(json, v ? v : "");
             free(o.expire);
@@ -120,7 +121,8 @@ static int sub_options_parse(struct server *s, struct iq_request **reqp,
 }
 
 /* Sends the node's last item to a new subscriber (send_last_published_item
- * on_sub).  Best effort: it is the current state, not an event; the
+ * on_sub), with an XEP-0203 delay stamped with its publication time
+ * (§6.1.6).  Best effort: it is the current state, not an event; the
  * stable id matches the one the dispatcher would use. */
 static void send_last_item(struct pubsub_call *call, const PGresult *res)
 {
@@ -141,6 +143,8 @@ static void send_last_item(struct pubsub_call *call, const PGresult *res)
     buf_puts(&b, db_value(res, 0, 7));
     buf_puts(&b, "</item></items></event><delay xmlns='urn:xmpp:delay' from='");
     buf_put_escaped(&b, call->s->cfg->component_jid);
+    buf_puts(&b, "' stamp='");
+    buf_put_escaped(&b, db_value(res, 0, 9));
     buf_puts(&b, "'/></message>");
     if (link_send(&call->s->link, b.data, b.len) != PS_OK)
         log_info("node %s: last item to %s not sent: link down or full", call->node, call->jid);
@@ -285,6 +289,8 @@ static void options_get_done(struct pubsub_call *call, const PGresult *res)
     buf_put_escaped(&b, call->node);
     buf_puts(&b, "' jid='");
     buf_put_escaped(&b, call->jid);
+    buf_puts(&b, "' subid='");
+    buf_put_escaped(&b, db_value(res, 0, 5));
     buf_puts(&b, "'>");
     sub_options_form(&b, "form", db_value(res, 0, 1)[0] == 't', db_value(res, 0, 2)[0] == 't',
                      db_value(res, 0, 3), db_value(res, 0, 4));
@@ -317,6 +323,8 @@ void pubsub_options(struct server *s, struct iq_request *req, const struct xnode
         return;
     }
     const char *subid = xnode_attr(options, "subid");
+    if (subid && *subid == '\0')
+        subid = NULL;
     if (!req->is_set) {
         struct pubsub_call *call = pubsub_call_new(s, req, node, options_get_done);
         call->jid = norm;

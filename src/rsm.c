@@ -59,11 +59,15 @@ void rsm_free(struct rsm_request *r)
     r->after = r->before = NULL;
 }
 
-void rsm_reply(struct buf *b, const char *first, const char *last, long long count)
+void rsm_reply(struct buf *b, const char *first, const char *last, long long count,
+               long long index)
 {
     buf_puts(b, "<set xmlns='" NS_RSM "'>");
     if (first) {
-        buf_puts(b, "<first>");
+        if (index >= 0)
+            buf_printf(b, "<first index='%lld'>", index);
+        else
+            buf_puts(b, "<first>");
         buf_put_escaped(b, first);
         buf_puts(b, "</first><last>");
         buf_put_escaped(b, last);

@@ -28,7 +28,10 @@ int rsm_parse(const struct xnode *parent, struct rsm_request *out) MUSTCHECK;
 void rsm_free(struct rsm_request *r);
 
 /* Appends the reply's <set/>: first/last (NULL when the page is empty),
- * count (< 0: omitted). */
-void rsm_reply(struct buf *b, const char *first, const char *last, long long count);
+ * count (< 0: omitted), and index, the number of items of the full set
+ * before the page's first item, as <first index='...'/> (XEP-0059 §2;
+ * < 0: omitted).  Borrows its arguments. */
+void rsm_reply(struct buf *b, const char *first, const char *last, long long count,
+               long long index);
 
 #endif

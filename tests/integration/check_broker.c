@@ -83,32 +83,7 @@ struct fixture {
 static void wait_ready(struct h_proc *proc, struct h_client *c,
                        const char *jid)
 {
-    long long t0 = h_now_ms();
-    if (!h_wait_component(c, jid, COMPONENT_UP_MS)) {
-        h_fail_dump(proc);
-        ck_abort_msg("%s did not answer disco#info within %d ms of start",
-                     jid, COMPONENT_UP_MS);
-    }
-    for (;;) {
-        char *id = h_uid("ready");
-        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
-                           H_NS_DISCO_ITEMS "'/></iq>", jid, id);
-        xmpp_stanza_t *r = h_iq(c, xml, IQ_TIMEOUT_MS);
-        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
-        bool ok = type != NULL && strcmp(type, "result") == 0;
-        if (r != NULL)
-            xmpp_stanza_release(r);
-        free(xml);
-        free(id);
-        if (ok)
-            return;
-        if (h_now_ms() - t0 > COMPONENT_UP_MS) {
-            h_fail_dump(proc);
-            ck_abort_msg("%s did not answer disco#items with a result "
-                         "within %d ms of start", jid, COMPONENT_UP_MS);
-        }
-        h_pump(50);
-    }
+    h_wait_service_ready(proc, c, jid, COMPONENT_UP_MS);
 }
 
 static void fixture_up(struct fixture *f)
@@ -128,97 +103,11 @@ static void fixture_down(struct fixture *f)
     free(f->jid);
 }
 
-/* ---- canonical XML ------------------------------------------------------- */
-
-static void canon_escape(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", out); break;
-        case '<': fputs("&lt;", out); break;
-        case '>': fputs("&gt;", out); break;
-        case '"': fputs("&quot;", out); break;
-        case '\'': fputs("&apos;", out); break;
-        default: fputc(*s, out);
-        }
-    }
-}
-
-static int cmp_strp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Writes element s: attributes (xmlns included) sorted by name, children
- * in order, adjacent text children merged (the parser splits text at
- * entity references). */
-static void canon_element(FILE *out, xmpp_stanza_t *s)
-{
-    fprintf(out, "<%s", xmpp_stanza_get_name(s));
-    int nattr = xmpp_stanza_get_attribute_count(s);
-    if (nattr > 0) {
-        const char **kv = calloc((size_t)nattr * 2, sizeof *kv);
-        char **pairs = calloc((size_t)nattr, sizeof *pairs);
-        ck_assert_ptr_nonnull(kv);
-        ck_assert_ptr_nonnull(pairs);
-        int got = xmpp_stanza_get_attributes(s, kv, nattr * 2) / 2;
-        for (int i = 0; i < got; i++) {
-            char *buf = NULL;
-            size_t len = 0;
-            FILE *f = open_memstream(&buf, &len);
-            fprintf(f, "%s=\"", kv[2 * i]);
-            canon_escape(f, kv[2 * i + 1]);
-            fputc('"', f);
-            fclose(f);
-            pairs[i] = buf;
-        }
-        qsort(pairs, (size_t)got, sizeof *pairs, cmp_strp);
-        for (int i = 0; i < got; i++) {
-            fprintf(out, " %s", pairs[i]);
-            free(pairs[i]);
-        }
-        free(pairs);
-        free(kv);
-    }
-    xmpp_stanza_t *k = xmpp_stanza_get_children(s);
-    if (k == NULL) {
-        fputs("/>", out);
-        return;
-    }
-    fputc('>', out);
-    for (; k != NULL; k = xmpp_stanza_get_next(k)) {
-        if (xmpp_stanza_is_text(k)) {
-            const char *t = xmpp_stanza_get_text_ptr(k);
-            canon_escape(out, t != NULL ? t : "");
-        } else {
-            canon_element(out, k);
-        }
-    }
-    fprintf(out, "</%s>", xmpp_stanza_get_name(s));
-}
-
-/* The canonical text of element s ("(none)" for NULL); caller frees. */
+/* The canonical text of element s (h_canon: effective namespaces,
+ * attributes sorted, children in order; "(none)" for NULL); caller frees. */
 static char *xml_canon(xmpp_stanza_t *s)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    if (s == NULL)
-        fputs("(none)", out);
-    else
-        canon_element(out, s);
-    fclose(out);
-    return buf;
-}
-
-/* The canonical text of the XML element in xml; caller frees. */
-static char *xml_canon_text(const char *xml)
-{
-    xmpp_stanza_t *s = xmpp_stanza_new_from_string(h_xmpp_ctx(), xml);
-    ck_assert_msg(s != NULL, "test bug: not well-formed: %s", xml);
-    char *c = xml_canon(s);
-    xmpp_stanza_release(s);
-    return c;
+    return s != NULL ? h_canon(s, NULL) : strdup("(none)");
 }
 
 /* Fails (with the daemon's log) unless element got equals expected_xml. */
@@ -228,7 +117,7 @@ static void assert_xml_eq_at(int line, struct fixture *f, xmpp_stanza_t *got,
                              const char *expected_xml, const char *what)
 {
     char *g = xml_canon(got);
-    char *e = xml_canon_text(expected_xml);
+    char *e = h_canon_xml(expected_xml);
     if (strcmp(g, e) != 0) {
         h_fail_dump(f->proc);
         ck_abort_msg("line %d: %s:\n  expected %s\n  got      %s", line, what,

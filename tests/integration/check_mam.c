@@ -77,6 +77,7 @@ struct page {
     char *item_id[MAX_PAGE];    /* <item id/> */
     char *complete;             /* <fin complete/>, NULL when absent */
     char *first, *last, *count; /* RSM texts, NULL when absent */
+    char *first_index;          /* <first index/>, NULL when absent */
     char *fin_text;             /* the IQ result, for messages */
 };
 
@@ -88,6 +89,7 @@ static void page_free(struct page *pg)
     }
     free(pg->complete);
     free(pg->first);
+    free(pg->first_index);
     free(pg->last);
     free(pg->count);
     free(pg->fin_text);
@@ -201,32 +203,7 @@ static char *db_now(struct fixture *f)
  * is up and so is its database. */
 static void wait_ready(struct fixture *f)
 {
-    long long t0 = h_now_ms();
-    if (!h_wait_component(f->owner, f->jid, COMPONENT_UP_MS)) {
-        h_fail_dump(f->proc);
-        ck_abort_msg("%s did not answer disco#info within %d ms of start", f->jid,
-                     COMPONENT_UP_MS);
-    }
-    for (;;) {
-        char *id = h_uid("ready");
-        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='" H_NS_DISCO_ITEMS
-                           "'/></iq>", f->jid, id);
-        xmpp_stanza_t *r = h_iq(f->owner, xml, IQ_TIMEOUT_MS);
-        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
-        bool ok = type != NULL && strcmp(type, "result") == 0;
-        if (r != NULL)
-            xmpp_stanza_release(r);
-        free(xml);
-        free(id);
-        if (ok)
-            return;
-        if (h_now_ms() - t0 > COMPONENT_UP_MS) {
-            h_fail_dump(f->proc);
-            ck_abort_msg("%s did not answer disco#items with a result within %d ms of start",
-                         f->jid, COMPONENT_UP_MS);
-        }
-        h_pump(50);
-    }
+    h_wait_service_ready(f->proc, f->owner, f->jid, COMPONENT_UP_MS);
 }
 
 static void fixture_up(struct fixture *f)
@@ -437,6 +414,9 @@ static void query_ok(struct fixture *f, struct h_client *c, const char *node,
     const char *complete = xmpp_stanza_get_attribute(fin, "complete");
     pg->complete = complete ? h_strf("%s", complete) : NULL;
     pg->first = h_child_text(set, "first", NS_RSM);
+    xmpp_stanza_t *first = h_child(set, "first", NS_RSM);
+    const char *index = first ? xmpp_stanza_get_attribute(first, "index") : NULL;
+    pg->first_index = index ? h_strf("%s", index) : NULL;
     pg->last = h_child_text(set, "last", NS_RSM);
     pg->count = h_child_text(set, "count", NS_RSM);
     int queued = h_message_count(c);
@@ -453,10 +433,11 @@ static void query_ok(struct fixture *f, struct h_client *c, const char *node,
  * complete and otherwise absent or 'false' (XEP-0313 §4.3.2), and that
  * <count/> is count.
  */
-#define assert_page(f, pg, node, ids, n, complete, count)                    \
-    assert_page_at(__LINE__, (f), (pg), (node), (ids), (n), (complete), (count))
+#define assert_page(f, pg, node, ids, n, complete, index, count)             \
+    assert_page_at(__LINE__, (f), (pg), (node), (ids), (n), (complete), (index), (count))
 static void assert_page_at(int line, struct fixture *f, const struct page *pg, const char *node,
-                           char *const *ids, int n, bool complete, long long count)
+                           char *const *ids, int n, bool complete, long long index,
+                           long long count)
 {
     struct sbuf got = {NULL, 0, 0}, want = {NULL, 0, 0};
     sbuf_puts(&got, "");
@@ -485,6 +466,12 @@ static void assert_page_at(int line, struct fixture *f, const struct page *pg, c
         ck_assert_msg(pg->last && strcmp(pg->last, pg->archive_id[n - 1]) == 0,
                       "line %d: <last/> is not %s: %s", line, pg->archive_id[n - 1],
                       pg->fin_text);
+        /* XEP-0059 §2: the number of results of the whole set before the
+         * page's first. */
+        char *ix = h_strf("%lld", index);
+        ck_assert_msg(pg->first_index && strcmp(pg->first_index, ix) == 0,
+                      "line %d: expected <first index='%s'>: %s", line, ix, pg->fin_text);
+        free(ix);
     } else {
         ck_assert_msg(pg->first == NULL && pg->last == NULL,
                       "line %d: <first/>/<last/> in an empty page: %s", line, pg->fin_text);
@@ -540,7 +527,7 @@ START_TEST(test_page_forward)
 
     struct page pg;
     query_ok(&f, f.alice, node, "Q1", NULL, "<max>10</max>", &pg);
-    assert_page(&f, &pg, node, ids, 10, false, 30);
+    assert_page(&f, &pg, node, ids, 10, false, 0, 30);
 
     /* Continue after the last id until complete: i1..i30 once, in order. */
     char *seen[30];
@@ -561,7 +548,7 @@ START_TEST(test_page_forward)
             seen[nseen++] = h_strf("%s", pg.item_id[i]);
         }
         int start = (pages - 1) * 10;
-        assert_page(&f, &pg, node, ids + start, 10, pages == 3, 30);
+        assert_page(&f, &pg, node, ids + start, 10, pages == 3, start, 30);
     }
     ck_assert_int_eq(pages, 3);
     ck_assert_int_eq(nseen, 30);
@@ -572,12 +559,12 @@ START_TEST(test_page_forward)
 
     /* Without queryid, results carry none (take_result checks it). */
     query_ok(&f, f.alice, node, NULL, NULL, "<max>1</max>", &pg);
-    assert_page(&f, &pg, node, ids, 1, false, 30);
+    assert_page(&f, &pg, node, ids, 1, false, 0, 30);
     page_free(&pg);
 
     /* Without RSM, the whole archive at once. */
     query_ok(&f, f.alice, node, "Q2", NULL, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 30, true, 30);
+    assert_page(&f, &pg, node, ids, 30, true, 0, 30);
     page_free(&pg);
 
     assert_silence(&f, f.alice, SILENCE_MS);
@@ -606,31 +593,31 @@ START_TEST(test_time_range)
     struct page pg;
     char *fields = h_strf(FIELD("start", "%s"), t);
     query_ok(&f, f.alice, node, "Qs", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids + 5, 5, true, 5);
+    assert_page(&f, &pg, node, ids + 5, 5, true, 0, 5);
     page_free(&pg);
     free(fields);
 
     fields = h_strf(FIELD("end", "%s"), t);
     query_ok(&f, f.alice, node, "Qe", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 5, true, 5);
+    assert_page(&f, &pg, node, ids, 5, true, 0, 5);
     page_free(&pg);
     free(fields);
 
     /* Both bounds at t: nothing was published then. */
     fields = h_strf(FIELD("start", "%s") FIELD("end", "%s"), t, t);
     query_ok(&f, f.alice, node, "Qse", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 0, true, 0);
+    assert_page(&f, &pg, node, ids, 0, true, -1, 0);
     page_free(&pg);
     free(fields);
 
     /* start with paging: the time filter is the result set, RSM pages it. */
     fields = h_strf(FIELD("start", "%s"), t);
     query_ok(&f, f.alice, node, "Qsp", fields, "<max>3</max>", &pg);
-    assert_page(&f, &pg, node, ids + 5, 3, false, 5);
+    assert_page(&f, &pg, node, ids + 5, 3, false, 0, 5);
     char *rsm = h_strf("<max>3</max><after>%s</after>", pg.last);
     page_free(&pg);
     query_ok(&f, f.alice, node, "Qsp", fields, rsm, &pg);
-    assert_page(&f, &pg, node, ids + 8, 2, true, 5);
+    assert_page(&f, &pg, node, ids + 8, 2, true, 3, 5);
     page_free(&pg);
     free(rsm);
     free(fields);
@@ -649,7 +636,7 @@ START_TEST(test_time_range)
     page_free(&pg);
     fields = h_strf(FIELD("start", "%s") FIELD("end", "%s"), stamp3, stamp3);
     query_ok(&f, f.alice, node, "Qeq", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids + 2, 1, true, 1);
+    assert_page(&f, &pg, node, ids + 2, 1, true, 0, 1);
     page_free(&pg);
     free(fields);
     free(stamp3);
@@ -675,7 +662,7 @@ START_TEST(test_catch_up_after_id)
 
     struct page pg;
     query_ok(&f, f.alice, node, "Qc1", NULL, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 5, true, 5);
+    assert_page(&f, &pg, node, ids, 5, true, 0, 5);
     char *remembered = h_strf("%s", pg.last);
     page_free(&pg);
 
@@ -729,7 +716,7 @@ START_TEST(test_page_backward)
 
     struct page pg;
     query_ok(&f, f.alice, node, "Qb", NULL, "<max>3</max><before/>", &pg);
-    assert_page(&f, &pg, node, ids + 7, 3, false, 10);
+    assert_page(&f, &pg, node, ids + 7, 3, false, 7, 10);
 
     /* The page before the first of those, and so on back to b1. */
     static const int starts[] = {4, 1, 0};
@@ -738,14 +725,14 @@ START_TEST(test_page_backward)
         char *rsm = h_strf("<max>3</max><before>%s</before>", pg.first);
         page_free(&pg);
         query_ok(&f, f.alice, node, "Qb", NULL, rsm, &pg);
-        assert_page(&f, &pg, node, ids + starts[k], sizes[k], k == 2, 10);
+        assert_page(&f, &pg, node, ids + starts[k], sizes[k], k == 2, starts[k], 10);
         free(rsm);
     }
     page_free(&pg);
 
     /* <before/> without <max/>: everything, complete. */
     query_ok(&f, f.alice, node, "Qb2", NULL, "<before/>", &pg);
-    assert_page(&f, &pg, node, ids, 10, true, 10);
+    assert_page(&f, &pg, node, ids, 10, true, 0, 10);
     page_free(&pg);
 
     assert_silence(&f, f.alice, SILENCE_MS);
@@ -778,15 +765,15 @@ START_TEST(test_id_filters_define_result_set)
     /* after-id = d3: the set is d4..d10 (7 items). */
     char *fields = h_strf(FIELD("after-id", "%s"), seq3);
     query_ok(&f, f.alice, node, "Qa", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids + 3, 7, true, 7);
+    assert_page(&f, &pg, node, ids + 3, 7, true, 0, 7);
     page_free(&pg);
     query_ok(&f, f.alice, node, "Qa", fields, "<max>4</max>", &pg);
-    assert_page(&f, &pg, node, ids + 3, 4, false, 7);
+    assert_page(&f, &pg, node, ids + 3, 4, false, 0, 7);
     /* RSM pages on inside the set ... */
     char *rsm = h_strf("<max>4</max><after>%s</after>", pg.last);
     page_free(&pg);
     query_ok(&f, f.alice, node, "Qa", fields, rsm, &pg);
-    assert_page(&f, &pg, node, ids + 7, 3, true, 7);
+    assert_page(&f, &pg, node, ids + 7, 3, true, 4, 7);
     page_free(&pg);
     free(rsm);
     /* ... and never leaves it: RSM <after/> an id before the set's start
@@ -794,7 +781,7 @@ START_TEST(test_id_filters_define_result_set)
     char *seq1 = seq_of(&f, node, "d1");
     rsm = h_strf("<max>2</max><after>%s</after>", seq1);
     query_ok(&f, f.alice, node, "Qa", fields, rsm, &pg);
-    assert_page(&f, &pg, node, ids + 3, 2, false, 7);
+    assert_page(&f, &pg, node, ids + 3, 2, false, 0, 7);
     page_free(&pg);
     free(rsm);
     free(seq1);
@@ -803,21 +790,21 @@ START_TEST(test_id_filters_define_result_set)
     /* before-id = d8: the set is d1..d7 (7 items), paged forward. */
     fields = h_strf(FIELD("before-id", "%s"), seq8);
     query_ok(&f, f.alice, node, "Qbi", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 7, true, 7);
+    assert_page(&f, &pg, node, ids, 7, true, 0, 7);
     page_free(&pg);
     query_ok(&f, f.alice, node, "Qbi", fields, "<max>3</max>", &pg);
-    assert_page(&f, &pg, node, ids, 3, false, 7);
+    assert_page(&f, &pg, node, ids, 3, false, 0, 7);
     page_free(&pg);
     free(fields);
 
     /* Both: the set strictly between d3 and d8 (d4..d7). */
     fields = h_strf(FIELD("after-id", "%s") FIELD("before-id", "%s"), seq3, seq8);
     query_ok(&f, f.alice, node, "Qab", fields, NULL, &pg);
-    assert_page(&f, &pg, node, ids + 3, 4, true, 4);
+    assert_page(&f, &pg, node, ids + 3, 4, true, 0, 4);
     page_free(&pg);
     /* ... whose last page is d6, d7 (RSM <before/> pages backwards). */
     query_ok(&f, f.alice, node, "Qab", fields, "<max>2</max><before/>", &pg);
-    assert_page(&f, &pg, node, ids + 5, 2, false, 4);
+    assert_page(&f, &pg, node, ids + 5, 2, false, 2, 4);
     page_free(&pg);
     free(fields);
 
@@ -880,7 +867,7 @@ START_TEST(test_errors)
     /* The same node still answers. */
     struct page pg;
     query_ok(&f, f.alice, node, "Qok", NULL, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 3, true, 3);
+    assert_page(&f, &pg, node, ids, 3, true, 0, 3);
     page_free(&pg);
 
     assert_silence(&f, f.alice, SILENCE_MS);
@@ -933,7 +920,7 @@ START_TEST(test_whitelist_forbidden)
 
     struct page pg;
     query_ok(&f, f.owner, node, "Qo", NULL, NULL, &pg);
-    assert_page(&f, &pg, node, ids, 2, true, 2);
+    assert_page(&f, &pg, node, ids, 2, true, 0, 2);
     page_free(&pg);
 
     assert_silence(&f, f.alice, SILENCE_MS);

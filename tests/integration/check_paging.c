@@ -63,7 +63,10 @@ static void fixture_down(struct fixture *f)
  * Pages through the list element `list` (subscriptions or affiliations)
  * of `ns` with `attrs` on it, `max` per page, collecting the value of
  * attribute `key` of every entry into seen (newline-joined).  Asserts that
- * count stays `want` and that the pages end.  Returns the number of pages.
+ * count stays `want`, that each non-empty page's <first index/> is the
+ * number of entries on the pages before it (XEP-0059 §2), and that the
+ * pages end; then that a page after the last entry is empty and still
+ * carries the count.  Returns the number of pages.
  */
 static int page_through(struct fixture *f, struct h_client *c, const char *ns, const char *list,
                         const char *attrs, const char *key, int max, int want, char *seen,
@@ -99,14 +102,48 @@ static int page_through(struct fixture *f, struct h_client *c, const char *ns, c
             n++;
         }
         ck_assert_int_le(n, max);
+        xmpp_stanza_t *first = h_child(rs, "first", NS_RSM);
+        ck_assert_msg((first != NULL) == (n > 0), "<first/> exactly when the page is not empty");
+        if (first) {
+            const char *index = xmpp_stanza_get_attribute(first, "index");
+            ck_assert_msg(index && atoi(index) == total, "<first index='%s'/>, want %d",
+                          index ? index : "-", total);
+        }
         pages++;
         total += n;
-        free(after);
-        after = n ? h_child_text(rs, "last", NS_RSM) : NULL;
+        char *last = n ? h_child_text(rs, "last", NS_RSM) : NULL;
         xmpp_stanza_release(r);
-        if (n < max)
+        if (n < max) {
+            if (last) { /* keep the last entry's key */
+                free(after);
+                after = last;
+            }
             break;
+        }
+        free(after);
+        after = last;
         ck_assert_msg(pages <= want + 1, "the pages do not end");
+    }
+    if (after) {
+        /* Past the end: no entries, no <first/>, the list's size. */
+        char *body = h_strf("<%s%s/><set xmlns='" NS_RSM "'><max>%d</max><after>%s</after></set>",
+                            list, attrs, max, after);
+        xmpp_stanza_t *r = iq(c, "get", ns, body);
+        free(body);
+        h_assert_result(f->proc, r, "list page past the end");
+        xmpp_stanza_t *ps = h_child(r, "pubsub", ns);
+        xmpp_stanza_t *l = ps ? h_child(ps, list, ns) : NULL;
+        xmpp_stanza_t *rs = ps ? h_child(ps, "set", NS_RSM) : NULL;
+        char *text = h_stanza_to_string(r);
+        ck_assert_msg(l && rs && h_count_children(l, NULL, NULL) == 0 &&
+                          h_child(rs, "first", NS_RSM) == NULL,
+                      "page past the end is not empty: %s", text);
+        char *count = h_child_text(rs, "count", NS_RSM);
+        ck_assert_msg(count && atoi(count) == want, "page past the end: count %s, want %d: %s",
+                      count ? count : "-", want, text);
+        free(count);
+        free(text);
+        xmpp_stanza_release(r);
     }
     free(after);
     ck_assert_int_eq(total, want);

@@ -138,27 +138,7 @@ static xmpp_stanza_t *pubsub_iq(struct fixture *f, struct h_client *c, const cha
  * database migrated). */
 static void wait_ready(struct fixture *f)
 {
-    long long t0 = h_now_ms();
-    for (;;) {
-        char *id = h_uid("ready");
-        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='" H_NS_DISCO_ITEMS
-                           "'/></iq>", f->jid, id);
-        xmpp_stanza_t *r = h_iq(f->owner, xml, IQ_TIMEOUT_MS);
-        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
-        bool ok = type != NULL && strcmp(type, "result") == 0;
-        if (r != NULL)
-            xmpp_stanza_release(r);
-        free(xml);
-        free(id);
-        if (ok)
-            return;
-        if (h_now_ms() - t0 > COMPONENT_UP_MS) {
-            h_fail_dump(f->proc);
-            ck_abort_msg("%s did not answer disco#items with a result within %d ms of start",
-                         f->jid, COMPONENT_UP_MS);
-        }
-        h_pump(50);
-    }
+    h_wait_service_ready(f->proc, f->owner, f->jid, COMPONENT_UP_MS);
 }
 
 /* Creates a node (owner: owner@) and returns its node_id; *name gets its

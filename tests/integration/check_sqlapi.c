@@ -201,27 +201,7 @@ static long long sub_id_of(struct fixture *f, struct h_client *c)
  * (until then requests get a wait error). */
 static void wait_ready(struct fixture *f)
 {
-    long long t0 = h_now_ms();
-    for (;;) {
-        char *id = h_uid("ready");
-        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='" H_NS_DISCO_ITEMS
-                           "'/></iq>", f->jid, id);
-        xmpp_stanza_t *r = h_iq(f->owner, xml, IQ_TIMEOUT_MS);
-        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
-        bool ok = type != NULL && strcmp(type, "result") == 0;
-        if (r != NULL)
-            xmpp_stanza_release(r);
-        free(xml);
-        free(id);
-        if (ok)
-            return;
-        if (h_now_ms() - t0 > COMPONENT_UP_MS) {
-            h_fail_dump(f->proc);
-            ck_abort_msg("%s did not answer disco#items with a result within %d ms of start",
-                         f->jid, COMPONENT_UP_MS);
-        }
-        h_pump(50);
-    }
+    h_wait_service_ready(f->proc, f->owner, f->jid, COMPONENT_UP_MS);
 }
 
 static void fixture_up(struct fixture *f)
@@ -677,6 +657,14 @@ START_TEST(test_restricted_xml_refused)
         {"'r8'", "'<p:order/>'", "invalid-payload"}, /* undeclared prefix */
         {"''", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
         {"'r' || chr(1)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+        {"'r' || chr(65534)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+        {"'r' || chr(65535)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+        {"'r' || chr(127)", "'<order xmlns=''" NS_SHOP "''/>'", "invalid-item-id"},
+    };
+    /* Publishers that are not bare JIDs an XML stream can carry. */
+    static const char *const bad_publishers[] = {
+        "NULL", "''", "'owner@localhost/res'", "'a@b@c'", "'owner' || chr(1) || '@localhost'",
+        "'owner@local' || chr(65535)", "'own er@localhost'", "repeat('a', 3072)",
     };
     struct fixture f;
     fixture_up(&f);
@@ -694,6 +682,16 @@ START_TEST(test_restricted_xml_refused)
                       "dispatcher would copy it into the component stream, which the XMPP "
                       "server closes)", cases[i].item_id, cases[i].payload, PQgetvalue(r, 0, 0),
                       cases[i].status);
+        PQclear(r);
+        free(sql);
+    }
+    for (size_t i = 0; i < sizeof bad_publishers / sizeof bad_publishers[0]; i++) {
+        char *sql = h_strf("SELECT status FROM pubsub.publish('%s', 'p%zu', '<order xmlns=''"
+                           NS_SHOP "''/>', %s)", f.node, i, bad_publishers[i]);
+        PGresult *r = h_sql(f.db, sql);
+        ck_assert_msg(strcmp(PQgetvalue(r, 0, 0), "invalid-publisher") == 0,
+                      "pubsub.publish(publisher %s): status %s, expected invalid-publisher",
+                      bad_publishers[i], PQgetvalue(r, 0, 0));
         PQclear(r);
         free(sql);
     }
@@ -723,6 +721,83 @@ START_TEST(test_restricted_xml_refused)
 }
 END_TEST
 
+/* ---- 7. least privilege: EXECUTE on pubsub.publish and nothing else ----- */
+
+/* Runs sql as role on f's database; returns the SQLSTATE of its error, or
+ * "" when it succeeded (caller frees). */
+static char *sql_as(const struct fixture *f, const char *role, const char *sql)
+{
+    char *conninfo = h_strf("%s user=%s", f->db, role);
+    PGconn *c = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect as %s: %s", role, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    char *out = strdup(PQresultStatus(r) == PGRES_TUPLES_OK ||
+                               PQresultStatus(r) == PGRES_COMMAND_OK
+                           ? ""
+                           : state ? state : "?");
+    PQclear(r);
+    PQfinish(c);
+    free(conninfo);
+    return out;
+}
+
+START_TEST(test_least_privilege)
+{
+    struct fixture f;
+    fixture_up(&f);
+    /* Roles are cluster-wide: unique names, dropped at the end. */
+    char *app = h_strf("app_%d_%lld", (int)getpid(), h_now_ms() % 1000000);
+    char *other = h_strf("other_%d_%lld", (int)getpid(), h_now_ms() % 1000000);
+    char *sql = h_strf("CREATE ROLE %s LOGIN; CREATE ROLE %s LOGIN;"
+                       " GRANT USAGE ON SCHEMA pubsub TO %s, %s;"
+                       " GRANT EXECUTE ON FUNCTION pubsub.publish(text, text, text, text) TO %s",
+                       app, other, app, other, app);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+
+    /* The granted role publishes in its own transaction, and it is
+     * delivered. */
+    static const char payload[] = "<order xmlns='" NS_SHOP "' n='lp1'/>";
+    char *lit = sql_literal(payload);
+    sql = h_strf("BEGIN; SELECT pubsub.publish('%s', 'lp1', %s, '%s'); COMMIT", f.node, lit,
+                 f.owner_jid);
+    char *state = sql_as(&f, app, sql);
+    ck_assert_msg(strcmp(state, "") == 0, "publish as %s failed with SQLSTATE %s", app, state);
+    free(state);
+    free(sql);
+    assert_notification(&f, f.alice, f.alice_sub, 1, "lp1", payload);
+    /* ...but it cannot write the outbox, the items or the nodes itself. */
+    static const char *const direct[] = {
+        "INSERT INTO pubsub.event (node_id, seq, kind) VALUES (1, 99, 'p')",
+        "UPDATE pubsub.node SET last_seq = last_seq + 1",
+        "DELETE FROM pubsub.item",
+        "SELECT count(*) FROM pubsub.subscription",
+    };
+    for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++) {
+        state = sql_as(&f, app, direct[i]);
+        ck_assert_msg(strcmp(state, "42501") == 0, "%s as %s: SQLSTATE '%s', expected 42501",
+                      direct[i], app, state);
+        free(state);
+    }
+    /* A role without the grant cannot publish at all. */
+    sql = h_strf("SELECT pubsub.publish('%s', 'lp2', %s, '%s')", f.node, lit, f.owner_jid);
+    state = sql_as(&f, other, sql);
+    ck_assert_msg(strcmp(state, "42501") == 0, "publish without EXECUTE: SQLSTATE '%s'", state);
+    free(state);
+    free(sql);
+    ck_assert_int_eq(node_last_seq(&f), 1);
+    free(lit);
+
+    sql = h_strf("DROP OWNED BY %s, %s; DROP ROLE %s, %s", app, other, app, other);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+    free(app);
+    free(other);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -740,6 +815,7 @@ static Suite *sqlapi_suite(void)
     suite_add_tcase(s, tcase("rights", test_rights));
     suite_add_tcase(s, tcase("direct_sql", test_direct_sql));
     suite_add_tcase(s, tcase("restricted_xml_refused", test_restricted_xml_refused));
+    suite_add_tcase(s, tcase("least_privilege", test_least_privilege));
     return s;
 }
 

@@ -72,32 +72,7 @@ struct fixture {
 static void wait_ready(struct h_proc *proc, struct h_client *c,
                        const char *jid)
 {
-    long long t0 = h_now_ms();
-    if (!h_wait_component(c, jid, COMPONENT_UP_MS)) {
-        h_fail_dump(proc);
-        ck_abort_msg("%s did not answer disco#info within %d ms of start",
-                     jid, COMPONENT_UP_MS);
-    }
-    for (;;) {
-        char *id = h_uid("ready");
-        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
-                           H_NS_DISCO_ITEMS "'/></iq>", jid, id);
-        xmpp_stanza_t *r = h_iq(c, xml, IQ_TIMEOUT_MS);
-        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
-        bool ok = type != NULL && strcmp(type, "result") == 0;
-        if (r != NULL)
-            xmpp_stanza_release(r);
-        free(xml);
-        free(id);
-        if (ok)
-            return;
-        if (h_now_ms() - t0 > COMPONENT_UP_MS) {
-            h_fail_dump(proc);
-            ck_abort_msg("%s did not answer disco#items with a result "
-                         "within %d ms of start", jid, COMPONENT_UP_MS);
-        }
-        h_pump(50);
-    }
+    h_wait_service_ready(proc, c, jid, COMPONENT_UP_MS);
 }
 
 static void fixture_up_env(struct fixture *f, int n,
@@ -129,94 +104,16 @@ static char *bare(const char *user)
     return h_strf("%s@%s", user, h_env("PST_DOMAIN"));
 }
 
-/* ---- canonical XML ------------------------------------------------------- */
-
-static void canon_escape(FILE *out, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        switch (s[i]) {
-        case '&': fputs("&amp;", out); break;
-        case '<': fputs("&lt;", out); break;
-        case '>': fputs("&gt;", out); break;
-        case '"': fputs("&quot;", out); break;
-        case '\'': fputs("&apos;", out); break;
-        default: fputc(s[i], out);
-        }
-    }
-}
-
 static int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Writes element s: attributes (xmlns included) sorted by name, adjacent
- * text children merged (the parser splits text at entity references). */
-static void canon_element(FILE *out, xmpp_stanza_t *s)
-{
-    fprintf(out, "<%s", xmpp_stanza_get_name(s));
-    int nattr = xmpp_stanza_get_attribute_count(s);
-    if (nattr > 0) {
-        const char **kv = calloc((size_t)nattr * 2, sizeof *kv);
-        char **pairs = calloc((size_t)nattr, sizeof *pairs);
-        int got = xmpp_stanza_get_attributes(s, kv, nattr * 2) / 2;
-        for (int i = 0; i < got; i++) {
-            char *buf = NULL;
-            size_t len = 0;
-            FILE *f = open_memstream(&buf, &len);
-            fprintf(f, "%s=\"", kv[2 * i]);
-            canon_escape(f, kv[2 * i + 1], strlen(kv[2 * i + 1]));
-            fputc('"', f);
-            fclose(f);
-            pairs[i] = buf;
-        }
-        qsort(pairs, (size_t)got, sizeof *pairs, cmp_strp);
-        for (int i = 0; i < got; i++) {
-            fprintf(out, " %s", pairs[i]);
-            free(pairs[i]);
-        }
-        free(pairs);
-        free(kv);
-    }
-    xmpp_stanza_t *k = xmpp_stanza_get_children(s);
-    if (k == NULL) {
-        fputs("/>", out);
-        return;
-    }
-    fputc('>', out);
-    for (; k != NULL; k = xmpp_stanza_get_next(k)) {
-        if (xmpp_stanza_is_text(k)) {
-            const char *t = xmpp_stanza_get_text_ptr(k);
-            canon_escape(out, t != NULL ? t : "", t != NULL ? strlen(t) : 0);
-        } else {
-            canon_element(out, k);
-        }
-    }
-    fprintf(out, "</%s>", xmpp_stanza_get_name(s));
-}
-
-/* The canonical text of element s ("(none)" for NULL); caller frees. */
+/* The canonical text of element s (h_canon: effective namespaces,
+ * attributes sorted, children in order; "(none)" for NULL); caller frees. */
 static char *xml_canon(xmpp_stanza_t *s)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    if (s == NULL)
-        fputs("(none)", out);
-    else
-        canon_element(out, s);
-    fclose(out);
-    return buf;
-}
-
-/* The canonical text of the XML element in xml; caller frees. */
-static char *xml_canon_text(const char *xml)
-{
-    xmpp_stanza_t *s = xmpp_stanza_new_from_string(h_xmpp_ctx(), xml);
-    ck_assert_msg(s != NULL, "test bug: not well-formed: %s", xml);
-    char *c = xml_canon(s);
-    xmpp_stanza_release(s);
-    return c;
+    return s != NULL ? h_canon(s, NULL) : strdup("(none)");
 }
 
 /* Fails (with the daemon's log) unless element got equals expected_xml. */
@@ -226,7 +123,7 @@ static void assert_xml_eq_at(int line, struct fixture *f, xmpp_stanza_t *got,
                              const char *expected_xml, const char *what)
 {
     char *g = xml_canon(got);
-    char *e = xml_canon_text(expected_xml);
+    char *e = h_canon_xml(expected_xml);
     if (strcmp(g, e) != 0) {
         h_fail_dump(f->proc);
         ck_abort_msg("line %d: %s:\n  expected %s\n  got      %s", line, what,
@@ -2206,6 +2103,7 @@ START_TEST(test_outcast)
     ck_assert_int_eq(subscriptions_of(&f, node, eve_jid), 1);
 
     affiliate(&f, node, "eve", "outcast");
+    h_assert_affiliation_notice(f.proc, eve, f.jid, node, "outcast"); /* §8.9.4 */
     ck_assert_int_eq(subscriptions_of(&f, node, eve_jid), 0);
     char *inner = h_strf("<subscriptions node='%s'/>", node);
     xmpp_stanza_t *r = own_get(&f, f.owner, inner);
@@ -2234,6 +2132,7 @@ START_TEST(test_outcast)
 
     /* Lifting the ban. */
     affiliate(&f, node, "eve", "none");
+    h_assert_affiliation_notice(f.proc, eve, f.jid, node, "none");
     free(subscribe(&f, eve, node, false));
     assert_items(&f, eve, node, "before,after");
 
@@ -2310,6 +2209,7 @@ START_TEST(test_whitelist)
     ck_assert_int_eq(subscriptions_of(&f, node, h_client_bare_jid(carol)), 0);
 
     affiliate(&f, node, "carol", "member");
+    h_assert_affiliation_notice(f.proc, carol, f.jid, node, "member"); /* §8.9.4 */
     free(subscribe(&f, carol, node, true));
     assert_items(&f, carol, node, "w1");
     publish_simple(&f, f.owner, node, "w2");
@@ -2351,12 +2251,15 @@ static xmpp_stanza_t *items_page(struct fixture *f, struct h_client *c,
 }
 
 /* Asserts a page of items: ids (comma-separated, "" for none), first and
- * last (NULL: must be absent), count.  Releases r. */
-#define assert_page(f, r, ids, first, last, count)                           \
-    assert_page_at(__LINE__, (f), (r), (ids), (first), (last), (count))
+ * last (< 0: must be absent), first's index attribute (XEP-0059 §2: the
+ * number of items of the full set before the page's first item), count.
+ * Releases r. */
+#define assert_page(f, r, ids, first, index, last, count)                    \
+    assert_page_at(__LINE__, (f), (r), (ids), (first), (index), (last),       \
+                   (count))
 static void assert_page_at(int line, struct fixture *f, xmpp_stanza_t *r,
-                           const char *ids, long long first, long long last,
-                           long long count)
+                           const char *ids, long long first, long long index,
+                           long long last, long long count)
 {
     char *what = h_strf("items page (line %d)", line);
     h_assert_result(f->proc, r, what);
@@ -2381,6 +2284,12 @@ static void assert_page_at(int line, struct fixture *f, xmpp_stanza_t *r,
                           strcmp(ls, el) == 0,
                       "%s: expected first %s, last %s: %s", what, ef, el,
                       text);
+        const char *ix = xmpp_stanza_get_attribute(
+            h_child(set, "first", NS_RSM), "index");
+        char *ei = h_strf("%lld", index);
+        ck_assert_msg(ix != NULL && strcmp(ix, ei) == 0,
+                      "%s: expected <first index='%s'>: %s", what, ei, text);
+        free(ei);
         free(ef);
         free(el);
     }
@@ -2445,45 +2354,68 @@ START_TEST(test_rsm_items)
     /* Forwards, oldest first. */
     want = range_ids(0, 10);
     assert_page(&f, items_page(&f, alice, node, "<max>10</max>"), want, seq[0],
-                seq[9], N);
+                0, seq[9], N);
     free(want);
     after = h_strf("<max>10</max><after>%lld</after>", seq[9]);
     want = range_ids(10, 20);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[10], seq[19],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[10], 10,
+                seq[19], N);
     free(want);
     free(after);
     after = h_strf("<max>10</max><after>%lld</after>", seq[19]);
     want = range_ids(20, 25);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[20], seq[24],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[20], 20,
+                seq[24], N);
     free(want);
     free(after);
     after = h_strf("<max>10</max><after>%lld</after>", seq[24]);
-    assert_page(&f, items_page(&f, alice, node, after), "", -1, -1, N);
+    assert_page(&f, items_page(&f, alice, node, after), "", -1, -1, -1, N);
     free(after);
 
     /* Backwards: the last page, then the one before it. */
     want = range_ids(15, 25);
     assert_page(&f, items_page(&f, alice, node, "<max>10</max><before/>"),
-                want, seq[15], seq[24], N);
+                want, seq[15], 15, seq[24], N);
     free(want);
     after = h_strf("<max>10</max><before>%lld</before>", seq[15]);
     want = range_ids(5, 15);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[5], seq[14],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[5], 5,
+                seq[14], N);
     free(want);
     free(after);
     after = h_strf("<max>10</max><before>%lld</before>", seq[5]);
     want = range_ids(0, 5);
-    assert_page(&f, items_page(&f, alice, node, after), want, seq[0], seq[4],
-                N);
+    assert_page(&f, items_page(&f, alice, node, after), want, seq[0], 0,
+                seq[4], N);
     free(want);
     free(after);
 
     /* XEP-0059 §2.5: max 0 gives the count only. */
     assert_page(&f, items_page(&f, alice, node, "<max>0</max>"), "", -1, -1,
-                N);
+                -1, N);
+
+    /* The index counts the items of the set as it is now: retract p03
+     * and p07, and the page after p09 starts at index 8 of 23; the page
+     * of 10 before p15 is p04..p14 without p07, at index 3. */
+    for (int i = 3; i <= 7; i += 4) {
+        char *inner = h_strf("<retract node='%s'><item id='p%02d'/></retract>",
+                             node, i);
+        xmpp_stanza_t *r = ps_set(&f, f.owner, inner);
+        h_assert_result(f.proc, r, "retract");
+        xmpp_stanza_release(r);
+        free(inner);
+    }
+    after = h_strf("<max>3</max><after>%lld</after>", seq[9]);
+    assert_page(&f, items_page(&f, alice, node, after), "p10,p11,p12", seq[10],
+                8, seq[12], N - 2);
+    free(after);
+    after = h_strf("<max>10</max><before>%lld</before>", seq[15]);
+    assert_page(&f, items_page(&f, alice, node, after),
+                "p04,p05,p06,p08,p09,p10,p11,p12,p13,p14", seq[4], 3, seq[14],
+                N - 2);
+    free(after);
+    assert_page(&f, items_page(&f, alice, node, "<max>4</max><before/>"),
+                "p21,p22,p23,p24", seq[21], 19, seq[24], N - 2);
 
     /* Positions that were never issued. */
     assert_ps_error(&f, items_page(&f, alice, node,
@@ -2605,7 +2537,7 @@ START_TEST(test_rsm_concurrent)
     for (int i = 0; i < nseen; i++)
         free(seen[i]);
     assert_page(&f, items_page(&f, alice, node, "<max>0</max>"), "", -1, -1,
-                TOTAL);
+                -1, TOTAL);
 
     h_client_disconnect(alice);
     free(node);

@@ -1164,6 +1164,37 @@ bool h_wait_component(struct h_client *c, const char *component_jid,
     }
 }
 
+void h_wait_service_ready(struct h_proc *p, struct h_client *c,
+                          const char *component_jid, int timeout_ms)
+{
+    long long deadline = h_now_ms() + timeout_ms;
+    if (!h_wait_component(c, component_jid, timeout_ms)) {
+        h_fail_dump(p);
+        ck_abort_msg("%s did not answer disco#info within %d ms", component_jid,
+                     timeout_ms);
+    }
+    for (;;) {
+        char *id = h_uid("ready");
+        char *xml = h_strf("<iq type='get' to='%s' id='%s'><query xmlns='"
+                           H_NS_DISCO_ITEMS "'/></iq>", component_jid, id);
+        xmpp_stanza_t *r = h_iq(c, xml, 2000);
+        const char *type = r != NULL ? xmpp_stanza_get_type(r) : NULL;
+        bool ok = type != NULL && strcmp(type, "result") == 0;
+        if (r != NULL)
+            xmpp_stanza_release(r);
+        free(xml);
+        free(id);
+        if (ok)
+            return;
+        if (h_now_ms() >= deadline) {
+            h_fail_dump(p);
+            ck_abort_msg("%s did not answer disco#items with a result within "
+                         "%d ms", component_jid, timeout_ms);
+        }
+        h_pump(50);
+    }
+}
+
 /* ---- stanzas ------------------------------------------------------------ */
 
 char *h_stanza_to_string(xmpp_stanza_t *s)
@@ -1445,4 +1476,35 @@ char *h_canon_xml(const char *xml)
     char *c = h_canon(s, NULL);
     xmpp_stanza_release(s);
     return c;
+}
+
+void h_assert_affiliation_notice(struct h_proc *p, struct h_client *c, const char *component,
+                                 const char *node, const char *aff)
+{
+    xmpp_stanza_t *m = h_next_message(c, 10000);
+    if (m == NULL) {
+        h_fail_dump(p);
+        ck_abort_msg("%s: no affiliation notice (%s on %s) within 10 s", h_client_jid(c), aff,
+                     node);
+    }
+    char *want = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><affiliations node='%s'>"
+                        "<affiliation jid='%s' affiliation='%s'/></affiliations></pubsub>",
+                        node, h_client_bare_jid(c), aff);
+    char *exp = h_canon_xml(want);
+    xmpp_stanza_t *ps = h_child(m, "pubsub", H_NS_PUBSUB);
+    char *got = ps != NULL ? h_canon(ps, NULL) : strdup("(none)");
+    /* The server may add a <delay/> (offline storage); nothing else. */
+    int others = h_count_children(m, NULL, NULL) - 1 - h_count_children(m, "delay", NULL);
+    const char *from = xmpp_stanza_get_from(m);
+    char *text = h_stanza_to_string(m);
+    if (strcmp(got, exp) != 0 || others != 0 || from == NULL || strcmp(from, component) != 0) {
+        h_fail_dump(p);
+        ck_abort_msg("%s: expected the notice of affiliation %s on %s from %s, got %s",
+                     h_client_jid(c), aff, node, component, text);
+    }
+    free(text);
+    free(got);
+    free(exp);
+    free(want);
+    xmpp_stanza_release(m);
 }

@@ -251,6 +251,15 @@ void h_pump(int ms);
 bool h_wait_component(struct h_client *c, const char *component_jid,
                       int timeout_ms);
 
+/*
+ * h_wait_component, then polls disco#items until it answers with a result:
+ * pubsubd answers requests that need the database with a wait error until
+ * its pool is connected.  Fails the test (printing p's log) after
+ * timeout_ms.
+ */
+void h_wait_service_ready(struct h_proc *p, struct h_client *c,
+                          const char *component_jid, int timeout_ms);
+
 /* ---- stanzas ------------------------------------------------------------ */
 
 /* The stanza as XML text; the caller frees it.  NULL gives "(no stanza)". */
@@ -302,6 +311,12 @@ void h_assert_result_at(const char *file, int line, struct h_proc *p,
 void h_assert_error_at(const char *file, int line, struct h_proc *p,
                        xmpp_stanza_t *iq, const char *what, const char *type,
                        const char *condition, const char *app_condition);
+
+/* Asserts that c's next message (within 10 s) is exactly pubsubd's
+ * notice that c's bare JID now has affiliation aff with node (XEP-0060
+ * §8.9.4), from component.  Prints p's log when it is not. */
+void h_assert_affiliation_notice(struct h_proc *p, struct h_client *c, const char *component,
+                                 const char *node, const char *aff);
 
 /* ---- canonical XML ------------------------------------------------------ */
 

@@ -113,6 +113,27 @@ START_TEST(test_form_boolean)
 }
 END_TEST
 
+START_TEST(test_form_datetime)
+{
+    static const char *const good[] = {
+        "2026-11-24T03:26:23Z", "2026-11-24T03:26:23.123Z", "2024-02-29T00:00:00Z",
+        "2026-12-31T23:59:60+01:00", "1969-07-21T02:56:15-05:30", "2000-02-29T12:00:00.5Z",
+    };
+    static const char *const bad[] = {
+        "", "yesterday", "now", "infinity", "2026-11-24", "2026-11-24T03:26:23",
+        "2026-11-24 03:26:23Z", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-24T24:00:00Z",
+        "2026-11-24T03:60:00Z", "2026-11-24T03:26:61Z", "2026-11-24T03:26:23.Z",
+        "2026-11-24T03:26:23+1:00", "2026-11-24T03:26:23+01:60", "2026-11-24T03:26:23Zjunk",
+        "+2026-11-24T03:26:23Z", "2026-1-24T03:26:23Z", "2026-11-00T03:26:23Z",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(form_is_datetime(good[i]), "%s refused", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!form_is_datetime(bad[i]), "%s accepted", bad[i]);
+}
+END_TEST
+
 /* ---- node configuration -------------------------------------------------- */
 
 struct conf_case {
@@ -259,14 +280,24 @@ END_TEST
 START_TEST(test_rsm_reply)
 {
     struct buf b = BUF_INIT;
-    rsm_reply(&b, "3", "9", 12);
+    rsm_reply(&b, "3", "9", 12, -1);
     ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'><first>3</first>"
                              "<last>9</last><count>12</count></set>");
     buf_reset(&b);
-    rsm_reply(&b, NULL, NULL, -1);
+    /* XEP-0059 §2: the index of the first item in the full set. */
+    rsm_reply(&b, "3", "9", 12, 4);
+    ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'><first index='4'>3"
+                             "</first><last>9</last><count>12</count></set>");
+    buf_reset(&b);
+    /* An empty page has no <first/>, hence no index. */
+    rsm_reply(&b, NULL, NULL, 12, 12);
+    ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'><count>12</count>"
+                             "</set>");
+    buf_reset(&b);
+    rsm_reply(&b, NULL, NULL, -1, -1);
     ck_assert_str_eq(b.data, "<set xmlns='http://jabber.org/protocol/rsm'></set>");
     buf_reset(&b);
-    rsm_reply(&b, "a<b", "c&d", 0);
+    rsm_reply(&b, "a<b", "c&d", 0, -1);
     ck_assert_ptr_nonnull(strstr(b.data, "<first>a&lt;b</first><last>c&amp;d</last>"));
     buf_free(&b);
 }
@@ -282,6 +313,7 @@ int main(void)
         {"form_parse", test_form_parse},
         {"form_field_without_var", test_form_field_without_var},
         {"form_boolean", test_form_boolean},
+        {"form_datetime", test_form_datetime},
         {"node_config_values", test_node_config_values},
         {"node_config_defaults", test_node_config_defaults},
         {"rsm_parse", test_rsm_parse},

@@ -1,4 +1,4 @@
--- 026_perf_dispatch_commit.sql: a dispatch position is committed without
+-- 031_perf_dispatch_commit.sql: a dispatch position is committed without
 -- waiting for its WAL flush (synchronous_commit off for that transaction).
 --
 -- Why this keeps the delivery guarantee: the position only ever moves past

@@ -1,4 +1,4 @@
--- 027_perf_publish_batch.sql: several publishes to one node in one call.
+-- 032_perf_publish_batch.sql: several publishes to one node in one call.
 --
 -- When publishes to one node wait on the same connection, db.c sends them
 -- as one call of this function (inside the group commit's transaction).
