@@ -22,8 +22,9 @@
  * the database connection or the link (re)starts, when a peer dispatcher's
  * session ended (its node locks were released without anyone being woken;
  * every dispatcher holds a shared presence lock, and the poll compares the
- * holders' backends with the last poll's), and every FULL_SCAN_POLLS polls
- * as the last safety net.
+ * holders' backends with the last poll's), at the poll after a scan that
+ * found nodes (a scan claims at most the room under dispatch_max_nodes),
+ * and every FULL_SCAN_POLLS polls as the last safety net.
  */
 #include "dispatcher.h"
 
@@ -101,9 +102,10 @@ struct dispatcher {
     unsigned long long inflight_barrier; /* the ping sent and unanswered, 0: none */
     bool stopping;
     bool claim_in_flight;
+    bool claim_in_flight_any; /* and it is a general one */
     bool expiring;           /* an expiry batch is in flight */
     bool claim_any;          /* a general claim (a scan of every node) is wanted */
-    bool scan_again;         /* and one more at the next poll (a peer left) */
+    bool scan_again;         /* and one at the next poll (a peer left, the last one found nodes) */
     int polls_since_scan;
     bool peers_in_flight;
     char *peers;             /* the live dispatchers' backends at the last poll, NULL: unknown */
@@ -172,6 +174,8 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
 {
     struct dispatcher *d = arg;
     d->claim_in_flight = false;
+    bool any = d->claim_in_flight_any;
+    d->claim_in_flight_any = false;
     if (res == NULL || !db_ok(res)) {
         if (res) {
             log_error("dispatcher: claim failed: %s", db_error(res));
@@ -204,6 +208,11 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
             log_warn("dispatcher: node %lld: could not load its position", id);
         log_debug("dispatcher: claimed node %lld", id);
     }
+    /* A scan is limited to the room left under dispatch_max_nodes: while
+     * it finds nodes, there may be more, so scan again at the next poll
+     * (when idle nodes have been released), until one finds none. */
+    if (any && PQntuples(res) > 0)
+        d->scan_again = true;
     dispatcher_kick(d);
 }
 
@@ -237,8 +246,10 @@ static void dispatcher_claim(struct dispatcher *d)
     if (any)
         d->polls_since_scan = 0;
     if (db_conn_submit(&d->db, any ? DB_DISPATCH_CLAIM_ANY : DB_DISPATCH_CLAIM, any ? 2 : 3,
-                       params, dispatcher_claim_cb, d) == PS_OK)
+                       params, dispatcher_claim_cb, d) == PS_OK) {
         d->claim_in_flight = true;
+        d->claim_in_flight_any = any;
+    }
     buf_free(&held);
     buf_free(&wanted);
 }
@@ -899,6 +910,7 @@ static void dispatcher_db_down(void *arg)
 {
     struct dispatcher *d = arg;
     d->claim_in_flight = false;
+    d->claim_in_flight_any = false;
     d->expiring = false;
     d->peers_in_flight = false;
     free(d->peers); /* our own backend is gone from it */

@@ -5,7 +5,8 @@
  * Prosody restart and a PostgreSQL outage; it exits cleanly on SIGTERM and
  * refuses a bad configuration; two processes can start on one fresh
  * database at the same moment, and when one of two processes dies holding
- * a node with undelivered events, the other one takes the node over.
+ * a node with undelivered events, the other one takes the node over; a
+ * backlog on more nodes than one process may hold is drained.
  *
  * Each test starts its own pubsubd on its own component JID (cN.<domain>)
  * with its own fresh database, and stops it at the end, asserting a clean
@@ -572,6 +573,63 @@ START_TEST(test_peer_death_takeover)
 }
 END_TEST
 
+/* ---- 10. a backlog on more nodes than one process holds ----------------- */
+
+/*
+ * Six nodes get an event each while pubsubd is down; it restarts allowed
+ * to hold two nodes at a time.  Its start-up scan claims two; the others
+ * must follow as those are released (scan after scan), not only at the
+ * unconditional scan every 10th poll.
+ */
+START_TEST(test_backlog_over_max_nodes)
+{
+    enum { NODES = 6 };
+    char *jid = component_jid(8);
+    char *db = h_db_create();
+    struct h_proc *p = h_pubsubd_start(jid, db, NULL);
+    struct h_client *alice = h_client_connect("alice");
+    wait_up(p, alice, jid);
+    char *nodes[NODES];
+    for (int i = 0; i < NODES; i++) {
+        nodes[i] = h_uid("many");
+        char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
+                               nodes[i]);
+        xmpp_stanza_t *r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
+        h_assert_result(p, r, "create");
+        xmpp_stanza_release(r);
+        free(payload);
+        payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
+                         "</pubsub>", nodes[i], h_client_jid(alice));
+        r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
+        h_assert_result(p, r, "subscribe");
+        xmpp_stanza_release(r);
+        free(payload);
+    }
+    h_pubsubd_stop(p);
+    for (int i = 0; i < NODES; i++)
+        publish_sql(db, nodes[i], "b1");
+
+    static const char *const env[] = {"PUBSUBD_DISPATCH_MAX_NODES=2", NULL};
+    long long t0 = h_now_ms();
+    p = h_pubsubd_start(jid, db, env);
+    wait_up(p, alice, jid);
+    int got = h_wait_messages(alice, NODES, 15000);
+    if (got < NODES) {
+        h_fail_dump(p);
+        ck_abort_msg("%d of %d notifications within 15 s of the restart", got, NODES);
+    }
+    fprintf(stderr, "backlog_over_max_nodes: %d notifications %lld ms after the restart\n",
+            NODES, h_now_ms() - t0);
+
+    h_client_disconnect(alice);
+    h_pubsubd_stop(p);
+    for (int i = 0; i < NODES; i++)
+        free(nodes[i]);
+    free(db);
+    free(jid);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -599,6 +657,7 @@ static Suite *foundation_suite(void)
     suite_add_tcase(s, tcase("bad_config_exits", test_bad_config_exits));
     suite_add_tcase(s, tcase("concurrent_start", test_concurrent_start));
     suite_add_tcase(s, tcase("peer_death_takeover", test_peer_death_takeover));
+    suite_add_tcase(s, tcase("backlog_over_max_nodes", test_backlog_over_max_nodes));
     suite_add_tcase(s, tcase("newer_schema_refused", test_newer_schema_refused));
     return s;
 }
