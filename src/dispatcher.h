@@ -27,8 +27,6 @@ bool dispatcher_idle(const struct dispatcher *d);
 
 /* A publish (or other event) committed on node_id. */
 void dispatcher_wake(struct dispatcher *d, long long node_id);
-/* Something committed on an unknown node. */
-void dispatcher_wake_any(struct dispatcher *d);
 
 /* Link events (from the server's link handlers). */
 void dispatcher_link_ready(struct dispatcher *d);
