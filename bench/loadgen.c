@@ -358,6 +358,7 @@ struct options {
     double connect_timeout;
     int per_worker;
     bool no_delete;
+    const char *external; /* items come from elsewhere: ready file, start on SIGUSR1 */
     const char *tag;
     const char *node_prefix;
     struct {
@@ -422,6 +423,9 @@ static void usage(void)
           "  --per-worker N         subscriber sessions per worker process (250)\n"
           "  --node-prefix P        node names P0..P(M-1) (default: bench-<pid>-<time>-)\n"
           "  --no-delete            keep the nodes at the end\n"
+          "  --external FILE        publish nothing: after setup write the node prefix to FILE,\n"
+          "                         wait for SIGUSR1, then count the N items (i = 0..N-1, item\n"
+          "                         i on node i mod M) that someone else publishes (a backlog)\n"
           "  --watch NAME=PID       report CPU and peak RSS of PID and its descendants\n"
           "                         (repeatable, at most 8)\n"
           "  --tag 'K=V ...'        copied into the RESULT line\n"
@@ -475,7 +479,7 @@ static void options_parse(int argc, char **argv)
     enum {
         O_HOST = 256, O_PORT, O_DOMAIN, O_SERVICE, O_PASSWORD, O_PUB_USER, O_SUB_USERS, O_DRAIN,
         O_MAXTIME, O_CONNTIME, O_PER_WORKER, O_NO_DELETE, O_WATCH, O_TAG, O_ECHO, O_COMPONENT,
-        O_SECRET, O_PREFIX,
+        O_SECRET, O_PREFIX, O_EXTERNAL,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -498,6 +502,7 @@ static void options_parse(int argc, char **argv)
         {"per-worker", required_argument, NULL, O_PER_WORKER},
         {"node-prefix", required_argument, NULL, O_PREFIX},
         {"no-delete", no_argument, NULL, O_NO_DELETE},
+        {"external", required_argument, NULL, O_EXTERNAL},
         {"watch", required_argument, NULL, O_WATCH},
         {"tag", required_argument, NULL, O_TAG},
         {"echo", no_argument, NULL, O_ECHO},
@@ -530,6 +535,7 @@ static void options_parse(int argc, char **argv)
         case O_PER_WORKER: opt.per_worker = atoi(optarg); break;
         case O_PREFIX: opt.node_prefix = optarg; break;
         case O_NO_DELETE: opt.no_delete = true; break;
+        case O_EXTERNAL: opt.external = optarg; break;
         case O_WATCH: {
             const char *eq = strchr(optarg, '=');
             if (eq == NULL || eq == optarg || (size_t)(eq - optarg) >= sizeof opt.watch[0].name ||
@@ -699,6 +705,8 @@ static int sub_on_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
             continue;
         }
         long long idx = atoll(si), t = atoll(stt);
+        if (opt.external) /* a backlog: latency = time since the drain began */
+            t = sh->t0_ns ? sh->t0_ns : now;
         if (idx < 0 || idx >= opt.items) {
             atomic_fetch_add(&w->st->foreign, 1);
             continue;
@@ -1046,12 +1054,18 @@ static void cpu_mark_take(struct cpu_mark *m)
     proc_snapshot_free(&s);
 }
 
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted, go;
 
 static void on_signal(int sig)
 {
     (void)sig;
     interrupted = 1;
+}
+
+static void on_go(int sig)
+{
+    (void)sig;
+    go = 1;
 }
 
 static void parent_abort(const char *why)
@@ -1085,6 +1099,33 @@ static void parent_run_until(bool (*done)(void), double seconds, const char *wha
             parent_abort(why);
         }
         xmpp_run_once(par.ctx, 5);
+    }
+}
+
+/* --external: tell the driver that the subscribers are in place (the node
+ * prefix, written to a temporary file and renamed, so the driver never
+ * reads half a line), then keep the sessions alive until SIGUSR1. */
+static void external_wait(void)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", opt.external);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%s\n", node_prefix) < 0 || fclose(f) != 0 ||
+        rename(tmp, opt.external) != 0)
+        die("cannot write %s: %s", opt.external, strerror(errno));
+    note("ready (%s), waiting for SIGUSR1", opt.external);
+    while (!go) {
+        if (interrupted)
+            parent_abort("interrupted");
+        if (par.failed)
+            parent_abort(par.err);
+        for (int i = 0; i < sh->nworkers; i++)
+            if (atomic_load(&sh->w[i].failed)) {
+                char why[400];
+                snprintf(why, sizeof why, "worker %d: %s", i, sh->w[i].err);
+                parent_abort(why);
+            }
+        xmpp_run_once(par.ctx, 50);
     }
 }
 
@@ -1146,6 +1187,7 @@ static int load_main(void)
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGUSR1, on_go);
     signal(SIGPIPE, SIG_IGN);
     xmpp_initialize();
     par.ctx = xmpp_ctx_new(NULL, NULL);
@@ -1191,6 +1233,8 @@ static int load_main(void)
     long long settle = now_ns() + 300000000LL;
     while (now_ns() < settle)
         xmpp_run_once(par.ctx, 10);
+    if (opt.external)
+        external_wait();
 
     /* The measurement window. */
     long long expected_per_item = opt.subscribers;
@@ -1199,8 +1243,12 @@ static int load_main(void)
     cpu_mark_take(&m0);
     atomic_store(&sh->phase, PHASE_PUBLISHING);
     sh->t0_ns = 0;
-    for (int i = 0; i < opt.publishers; i++)
-        pub_fill(&par.pubs[i]);
+    if (opt.external) {
+        par.acked = opt.items; /* published (and committed) by someone else */
+        sh->t0_ns = now_ns();
+    } else
+        for (int i = 0; i < opt.publishers; i++)
+            pub_fill(&par.pubs[i]);
     long long start = sh->t0_ns ? sh->t0_ns : now_ns();
     long long last_progress = now_ns(), last_seen = -1, next_sample = 0;
     const char *end_reason = "complete";
@@ -1216,7 +1264,7 @@ static int load_main(void)
                 parent_abort(why);
             }
         xmpp_run_once(par.ctx, opt.rate > 0 ? 1 : 5);
-        if (opt.rate > 0)
+        if (opt.rate > 0 && !opt.external)
             for (int i = 0; i < opt.publishers; i++)
                 pub_fill(&par.pubs[i]);
         long long now = now_ns();

@@ -14,6 +14,17 @@
  * dnode is dropped and the nodes are claimed again.
  *
  * A dnode is freed only when no query for it is in flight (pending == 0).
+ *
+ * Finding work: a committed change wakes its node (directly from this
+ * process's handlers, by NOTIFY from the others), and the dispatcher claims
+ * just the woken nodes.  Scanning every node for undelivered events costs
+ * O(nodes), so it is done only when a wake-up may have been missed: when
+ * the database connection or the link (re)starts, when a peer dispatcher's
+ * session ended (its node locks were released without anyone being woken;
+ * every dispatcher holds a shared presence lock, and the poll compares the
+ * holders' backends with the last poll's), at the poll after a scan that
+ * found nodes (a scan claims at most the room under dispatch_max_nodes),
+ * and every FULL_SCAN_POLLS polls as the last safety net.
  */
 #include "dispatcher.h"
 
@@ -32,6 +43,7 @@
 #define BARRIER_TIMEOUT_MS 30000
 #define MAX_BATCHES_PER_NODE 8
 #define DISPATCH_BATCH_BYTES 1048576
+#define FULL_SCAN_POLLS 10 /* the unconditional scan: every 20 s by default */
 
 enum dnode_state {
     DN_LOADING,   /* position query in flight */
@@ -115,8 +127,13 @@ struct dispatcher {
     unsigned long long inflight_barrier; /* the ping sent and unanswered, 0: none */
     bool stopping;
     bool claim_in_flight;
+    bool claim_in_flight_any; /* and it is a general one */
     bool expiring;           /* an expiry batch is in flight */
-    bool claim_any;          /* a general claim is wanted */
+    bool claim_any;          /* a general claim (a scan of every node) is wanted */
+    bool scan_again;         /* and one at the next poll (a peer left, the last one found nodes) */
+    int polls_since_scan;
+    bool peers_in_flight;
+    char *peers;             /* the live dispatchers' backends at the last poll, NULL: unknown */
     long long *woken;        /* node ids to claim */
     int nwoken, cap_woken;
     struct loop_timer poll_timer;
@@ -209,6 +226,8 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
 {
     struct dispatcher *d = arg;
     d->claim_in_flight = false;
+    bool any = d->claim_in_flight_any;
+    d->claim_in_flight_any = false;
     if (res == NULL || !db_ok(res)) {
         if (res) {
             log_error("dispatcher: claim failed: %s", db_error(res));
@@ -241,6 +260,11 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
             log_warn("dispatcher: node %lld: could not load its position", id);
         log_debug("dispatcher: claimed node %lld", id);
     }
+    /* A scan is limited to the room left under dispatch_max_nodes: while
+     * it finds nodes, there may be more, so scan again at the next poll
+     * (when idle nodes have been released), until one finds none. */
+    if (any && PQntuples(res) > 0)
+        d->scan_again = true;
     dispatcher_kick(d);
 }
 
@@ -267,11 +291,17 @@ static void dispatcher_claim(struct dispatcher *d)
     }
     char limit[24];
     snprintf(limit, sizeof limit, "%d", room);
-    const char *params[] = {held.data, limit, d->claim_any ? NULL : wanted.data};
+    const char *params[] = {held.data, limit, wanted.data};
+    bool any = d->claim_any;
     d->nwoken = 0;
     d->claim_any = false;
-    if (db_conn_submit(&d->db, DB_DISPATCH_CLAIM, 3, params, dispatcher_claim_cb, d) == PS_OK)
+    if (any)
+        d->polls_since_scan = 0;
+    if (db_conn_submit(&d->db, any ? DB_DISPATCH_CLAIM_ANY : DB_DISPATCH_CLAIM, any ? 2 : 3,
+                       params, dispatcher_claim_cb, d) == PS_OK) {
         d->claim_in_flight = true;
+        d->claim_in_flight_any = any;
+    }
     buf_free(&held);
     buf_free(&wanted);
 }
@@ -920,6 +950,15 @@ static void dispatcher_kick_fired(struct loop *loop, void *arg)
     dispatcher_kick(arg);
 }
 
+void dispatcher_wake_any(struct dispatcher *d)
+{
+    d->claim_any = true;
+    for (struct dnode *n = d->nodes; n; n = n->next)
+        if (n->state != DN_RELEASING)
+            n->more = true;
+    dispatcher_kick(d);
+}
+
 /* Wake-ups are acted on at the end of the loop iteration: the results of
  * a batch of publishes, all read in one go, then cause one fetch (which
  * sees them all) instead of one plus a second that finds nothing new. */
@@ -936,15 +975,6 @@ void dispatcher_wake(struct dispatcher *d, long long node_id)
     }
     if (!d->kick_timer.armed)
         loop_timer_arm(d->s->loop, &d->kick_timer, 0, dispatcher_kick_fired, d);
-}
-
-void dispatcher_wake_any(struct dispatcher *d)
-{
-    d->claim_any = true;
-    for (struct dnode *n = d->nodes; n; n = n->next)
-        if (n->state != DN_RELEASING)
-            n->more = true;
-    dispatcher_kick(d);
 }
 
 /* A NOTIFY from a committed change: "node_id" or "node_id:seq".  A node
@@ -1034,6 +1064,65 @@ static void dispatcher_expire(struct dispatcher *d)
         d->expiring = true;
 }
 
+/* True when a backend listed in `before` is missing from `now` (both
+ * sorted PostgreSQL int arrays as text, e.g. "{812,1024}"). */
+static bool peers_lost(const char *before, const char *now)
+{
+    const char *p = before;
+    while (*p) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        char *end;
+        long pid = strtol(p, &end, 10);
+        bool found = false;
+        for (const char *q = now; *q && !found;) {
+            if (*q < '0' || *q > '9') {
+                q++;
+                continue;
+            }
+            char *qend;
+            found = strtol(q, &qend, 10) == pid;
+            q = qend;
+        }
+        if (!found)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static void dispatcher_peers_cb(void *arg, const PGresult *res, const char *error)
+{
+    struct dispatcher *d = arg;
+    d->peers_in_flight = false;
+    if (res == NULL || !db_ok(res)) {
+        log_warn("dispatcher: listing the peer dispatchers failed: %s",
+                 res ? db_error(res) : error);
+        return;
+    }
+    const char *now = db_value(res, 0, 0);
+    if (d->peers && peers_lost(d->peers, now)) {
+        /* Its locks were released as one, but a scan that raced with the
+         * release could still have found some taken: scan again later. */
+        log_info("dispatcher: a peer dispatcher left (%s, now %s): claiming its nodes", d->peers,
+                 now);
+        d->claim_any = true;
+        d->scan_again = true;
+        dispatcher_kick(d);
+    }
+    free(d->peers);
+    d->peers = xstrdup(now);
+}
+
+static void dispatcher_list_peers(struct dispatcher *d)
+{
+    if (!d->peers_in_flight && !d->stopping && db_conn_ready(&d->db) &&
+        db_conn_submit(&d->db, DB_DISPATCH_PEERS, 0, NULL, dispatcher_peers_cb, d) == PS_OK)
+        d->peers_in_flight = true;
+}
+
 /* The safety net: claims nodes left pending (another process died, a
  * wake-up was lost) and fails the link when a barrier is not answered.
  * Also the janitor's clock (item expiry). */
@@ -1041,6 +1130,7 @@ static void dispatcher_poll(struct loop *loop, void *arg)
 {
     struct dispatcher *d = arg;
     dispatcher_expire(d);
+    dispatcher_list_peers(d);
     redelivery_tick(d->s);
     pubsub_owner_notices_take(d->s); /* safety net for a lost NOTIFY */
     if (d->batches && loop_now_ms() - d->batches->sent_ms > BARRIER_TIMEOUT_MS &&
@@ -1051,7 +1141,10 @@ static void dispatcher_poll(struct loop *loop, void *arg)
     }
     uint64_t now = loop_now_ms();
     dispatcher_release_idle(d, d->stopping, now - (uint64_t)d->s->cfg->dispatch_poll_ms);
-    d->claim_any = true;
+    if (d->scan_again || ++d->polls_since_scan >= FULL_SCAN_POLLS) {
+        d->scan_again = false;
+        d->claim_any = true;
+    }
     dispatcher_kick(d);
     loop_timer_arm(loop, &d->poll_timer, (uint64_t)d->s->cfg->dispatch_poll_ms, dispatcher_poll, d);
 }
@@ -1063,11 +1156,24 @@ static void dispatcher_listen_cb(void *arg, const PGresult *res, const char *err
         log_error("dispatcher: LISTEN failed: %s", res ? db_error(res) : error);
 }
 
+static void dispatcher_presence_cb(void *arg, const PGresult *res, const char *error)
+{
+    (void)arg;
+    if (res == NULL || !db_ok(res))
+        log_error("dispatcher: presence lock failed: %s", res ? db_error(res) : error);
+}
+
 static void dispatcher_db_ready(void *arg)
 {
     struct dispatcher *d = arg;
     if (db_conn_submit(&d->db, DB_LISTEN, 0, NULL, dispatcher_listen_cb, d) != PS_OK)
         log_error("dispatcher: could not LISTEN");
+    if (db_conn_submit(&d->db, DB_DISPATCH_PRESENCE, 0, NULL, dispatcher_presence_cb, d) != PS_OK)
+        log_error("dispatcher: could not take the presence lock");
+    /* The peers as they are before the scan below: one that dies after
+     * this list was taken is missed neither by the scan nor by the next
+     * poll's comparison. */
+    dispatcher_list_peers(d);
     d->claim_any = true;
     dispatcher_kick(d);
 }
@@ -1077,7 +1183,11 @@ static void dispatcher_db_down(void *arg)
 {
     struct dispatcher *d = arg;
     d->claim_in_flight = false;
+    d->claim_in_flight_any = false;
     d->expiring = false;
+    d->peers_in_flight = false;
+    free(d->peers); /* our own backend is gone from it */
+    d->peers = NULL;
     while (d->batches)
         dispatcher_remove_batch(d, d->batches);
     while (d->nodes)
@@ -1139,5 +1249,6 @@ void dispatcher_free(struct dispatcher *d)
     while (d->nodes)
         dnode_unlink_free(d, d->nodes);
     free(d->woken);
+    free(d->peers);
     free(d);
 }

@@ -27,7 +27,8 @@ bool dispatcher_idle(const struct dispatcher *d);
 
 /* A publish (or other event) committed on node_id. */
 void dispatcher_wake(struct dispatcher *d, long long node_id);
-/* Something committed on an unknown node. */
+/* Something may have committed on an unknown node (a publish whose result
+ * was lost): a scan of every node.  Rare: it costs a full scan. */
 void dispatcher_wake_any(struct dispatcher *d);
 /* A publish of this process committed as seq on node_id, with its item id
  * and payload (borrowed, copied when kept) and the audience its statement

@@ -151,8 +151,9 @@ static void pubsub_retract_done(struct pubsub_call *call, const PGresult *res)
     if (pubsub_reply_status(call->s, call->req, db_value(res, 0, 0)))
         return;
     log_debug("node %s: item %s retracted by %s", call->node, call->item_id, call->req->from_bare);
+    /* pubsub.retract's NOTIFY wakes the node's dispatcher (a general wake-up
+     * here would scan every node). */
     (void)stanza_reply_result(&call->s->link, call->req, NULL);
-    dispatcher_wake_any(call->s->dispatcher);
 }
 
 void pubsub_retract(struct server *s, struct iq_request *req, const struct xnode *retract)

@@ -4,7 +4,9 @@
  * requests get the RFC 6120 error and nothing loops; pubsubd survives a
  * Prosody restart and a PostgreSQL outage; it exits cleanly on SIGTERM and
  * refuses a bad configuration; two processes can start on one fresh
- * database at the same moment.
+ * database at the same moment, and when one of two processes dies holding
+ * a node with undelivered events, the other one takes the node over; a
+ * backlog on more nodes than one process may hold is drained.
  *
  * Each test starts its own pubsubd on its own component JID (cN.<domain>)
  * with its own fresh database, and stops it at the end, asserting a clean
@@ -486,6 +488,148 @@ START_TEST(test_concurrent_start)
 }
 END_TEST
 
+/* ---- 9. a node held by a process that dies goes to the other one ------- */
+
+/* The node's advisory lock is held by some session (a dispatcher holds it). */
+static long long node_locked(const char *db, const char *node)
+{
+    char *sql = h_strf("SELECT count(*) FROM pg_locks l JOIN pubsub.node n"
+                       " ON l.locktype = 'advisory' AND l.objsubid = 1"
+                       " AND l.objid = n.node_id AND l.granted"
+                       " WHERE n.name = '%s' AND NOT n.deleted", node);
+    long long v = h_sql_int(db, sql);
+    free(sql);
+    return v;
+}
+
+static void publish_sql(const char *db, const char *node, const char *item)
+{
+    char *sql = h_strf("SELECT count(*) FROM pubsub.publish('%s', '%s',"
+                       " '<x xmlns=''urn:test''/>', 'alice@%s') WHERE status = 'ok'",
+                       node, item, h_env("PST_DOMAIN"));
+    ck_assert_int_eq(h_sql_int(db, sql), 1);
+    free(sql);
+}
+
+/*
+ * Process 7 delivers a node's first event and still holds the node when it
+ * is frozen (SIGSTOP).  An application publishes a second event: process 8
+ * hears the NOTIFY but cannot take the node.  Then process 7 is killed: its
+ * session ends and its locks go with it, but nobody is woken.  Process 8
+ * must notice that a peer dispatcher left and claim the node (within a poll
+ * or two, not at the slow unconditional scan a minute later).
+ */
+START_TEST(test_peer_death_takeover)
+{
+    char *jid7 = component_jid(7);
+    char *jid8 = component_jid(8);
+    char *db = h_db_create();
+    char *node = h_uid("takeover");
+    struct h_proc *p7 = h_pubsubd_start(jid7, db, NULL);
+    struct h_client *alice = h_client_connect("alice");
+    wait_up(p7, alice, jid7);
+
+    char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
+                           node);
+    xmpp_stanza_t *r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
+    h_assert_result(p7, r, "create");
+    xmpp_stanza_release(r);
+    free(payload);
+    payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
+                     "</pubsub>", node, h_client_jid(alice));
+    r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
+    h_assert_result(p7, r, "subscribe");
+    xmpp_stanza_release(r);
+    free(payload);
+
+    publish_sql(db, node, "i1");
+    ck_assert_msg(h_wait_messages(alice, 1, 5000) >= 1, "no notification of i1");
+    h_proc_signal(p7, SIGSTOP);
+    ck_assert_msg(node_locked(db, node) == 1,
+                  "process 7 released the node before it was frozen");
+
+    struct h_proc *p8 = h_pubsubd_start(jid8, db, NULL);
+    wait_up(p8, alice, jid8);
+    publish_sql(db, node, "i2");
+    ck_assert_int_eq(h_wait_messages(alice, 2, 1000), 1); /* held by the frozen one */
+
+    h_proc_signal(p7, SIGKILL);
+    ck_assert_int_eq(h_proc_wait_exit(p7, 5000), 256 + SIGKILL);
+    long long t0 = h_now_ms();
+    if (h_wait_messages(alice, 2, 15000) < 2) {
+        h_fail_dump(p8);
+        ck_abort_msg("i2 not delivered within 15 s of the holder's death");
+    }
+    fprintf(stderr, "peer_death_takeover: i2 delivered %lld ms after the kill\n",
+            h_now_ms() - t0);
+
+    h_client_disconnect(alice);
+    h_pubsubd_stop(p8);
+    h_proc_free(p7);
+    free(node);
+    free(db);
+    free(jid8);
+    free(jid7);
+}
+END_TEST
+
+/* ---- 10. a backlog on more nodes than one process holds ----------------- */
+
+/*
+ * Six nodes get an event each while pubsubd is down; it restarts allowed
+ * to hold two nodes at a time.  Its start-up scan claims two; the others
+ * must follow as those are released (scan after scan), not only at the
+ * unconditional scan every 10th poll.
+ */
+START_TEST(test_backlog_over_max_nodes)
+{
+    enum { NODES = 6 };
+    char *jid = component_jid(8);
+    char *db = h_db_create();
+    struct h_proc *p = h_pubsubd_start(jid, db, NULL);
+    struct h_client *alice = h_client_connect("alice");
+    wait_up(p, alice, jid);
+    char *nodes[NODES];
+    for (int i = 0; i < NODES; i++) {
+        nodes[i] = h_uid("many");
+        char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
+                               nodes[i]);
+        xmpp_stanza_t *r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
+        h_assert_result(p, r, "create");
+        xmpp_stanza_release(r);
+        free(payload);
+        payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
+                         "</pubsub>", nodes[i], h_client_jid(alice));
+        r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
+        h_assert_result(p, r, "subscribe");
+        xmpp_stanza_release(r);
+        free(payload);
+    }
+    h_pubsubd_stop(p);
+    for (int i = 0; i < NODES; i++)
+        publish_sql(db, nodes[i], "b1");
+
+    static const char *const env[] = {"PUBSUBD_DISPATCH_MAX_NODES=2", NULL};
+    long long t0 = h_now_ms();
+    p = h_pubsubd_start(jid, db, env);
+    wait_up(p, alice, jid);
+    int got = h_wait_messages(alice, NODES, 15000);
+    if (got < NODES) {
+        h_fail_dump(p);
+        ck_abort_msg("%d of %d notifications within 15 s of the restart", got, NODES);
+    }
+    fprintf(stderr, "backlog_over_max_nodes: %d notifications %lld ms after the restart\n",
+            NODES, h_now_ms() - t0);
+
+    h_client_disconnect(alice);
+    h_pubsubd_stop(p);
+    for (int i = 0; i < NODES; i++)
+        free(nodes[i]);
+    free(db);
+    free(jid);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -512,6 +656,8 @@ static Suite *foundation_suite(void)
     suite_add_tcase(s, tcase("sigterm_exits_zero", test_sigterm_exits_zero));
     suite_add_tcase(s, tcase("bad_config_exits", test_bad_config_exits));
     suite_add_tcase(s, tcase("concurrent_start", test_concurrent_start));
+    suite_add_tcase(s, tcase("peer_death_takeover", test_peer_death_takeover));
+    suite_add_tcase(s, tcase("backlog_over_max_nodes", test_backlog_over_max_nodes));
     suite_add_tcase(s, tcase("newer_schema_refused", test_newer_schema_refused));
     return s;
 }
