@@ -1,4 +1,4 @@
--- 030_perf_publish.sql: a cheaper publish and a cheaper dispatch commit.
+-- 030_perf_publish.sql: a cheaper publish, and the audience of the local hand-off.
 --
 -- Profile of the old publish (perf on the backend, pg_stat_statements): more
 -- than a third of its CPU went to planning, not executing.  PL/pgSQL plans

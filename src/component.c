@@ -278,6 +278,11 @@ static void link_flush_hook(struct loop *loop, void *arg)
         (void)link_write_some(l);
 }
 
+void link_flush(struct link *l)
+{
+    link_flush_hook(l->loop, l);
+}
+
 static void link_send_header(struct link *l)
 {
     struct buf b = BUF_INIT;

@@ -72,6 +72,9 @@ static inline size_t link_pending(const struct link *l)
 {
     return l->out.len - l->out_off;
 }
+/* Writes what is queued now (as much as the socket takes) instead of
+ * just before the loop sleeps. */
+void link_flush(struct link *l);
 /* True when the dispatcher may queue more (below output_buffer_high). */
 bool link_can_take_more(struct link *l);
 /* Drops the connection (logging why) and schedules a reconnect. */

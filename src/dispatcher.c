@@ -880,6 +880,18 @@ static void dispatcher_hand_off(struct dispatcher *d, struct dnode *n)
         dispatcher_fetch(d, n);
         return;
     }
+    /* The publish results of these events were queued in this loop
+     * iteration: let them leave first, in a write of their own.  Prosody
+     * (server_epoll) routes all it read in one go before its sessions
+     * write anything out, so results sharing a read with the notifications
+     * reach the publisher only after every notification was routed (1 -> 1,
+     * same sitting: ack p50 8.0-8.6 ms with this, 8.4-8.7 without). */
+    link_flush(&d->s->link);
+    if (!link_is_ready(&d->s->link)) { /* the write failed: the link is down */
+        dnode_free_offers(n);
+        n->more = true;
+        return;
+    }
     dnode_free_events(n);
     n->events = n->offers;
     n->nevents = n->noffers;
