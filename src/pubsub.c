@@ -39,7 +39,7 @@ static const struct status_error status_errors[] = {
     {"subid-required", {"modify", "bad-request", "subid-required", NULL}},
     {"not-persistent", {"cancel", "feature-not-implemented", "unsupported", "persistent-items"}},
     /* persist_items and deliver_payloads both false: an event type pubsubd
-     * does not offer (schema/027, docs/protocol.md). */
+     * does not offer (schema/029, docs/protocol.md). */
     {"transient-notification", {"modify", "not-acceptable", NULL, NULL}},
 };
 
