@@ -573,6 +573,11 @@ START_TEST(multi_subscribe)
         "bad-request", "subid-required");
     err(&f, unsubscribe(alice, "multi", aj, "ffff"), "unsubscribe with a wrong subid",
         "modify", "not-acceptable", "invalid-subid");
+    /* An empty subid is no subid. */
+    err(&f, unsubscribe(alice, "multi", aj, ""), "unsubscribe with an empty subid", "modify",
+        "bad-request", "subid-required");
+    err(&f, options_get(alice, "multi", aj, ""), "options with an empty subid", "modify",
+        "bad-request", "subid-required");
     r = options_get(alice, "multi", aj, b);
     h_assert_result(f.proc, r, "options of the second subscription");
     xmpp_stanza_t *x = h_child(h_child(h_child(r, "pubsub", H_NS_PUBSUB), "options", NULL), "x",
@@ -598,6 +603,17 @@ START_TEST(multi_subscribe)
                        "subid='ffff'/></subscriptions>", aj);
     err(&f, ps_iq(f.owner, "set", H_NS_PUBSUB_OWNER, bad), "owner: wrong subid", "modify",
         "not-acceptable", "invalid-subid");
+    /* A subid with a line feed (the owner's entries travel as lines to the
+     * database) names no subscription.  Prosody re-serialises &#10; as a
+     * raw line feed, which attribute normalisation turns into a space, so
+     * it arrives as an unknown subid; pubsubd refuses a real one with
+     * bad-request before the database.  Either way nothing changes. */
+    char *lf = h_strf("<subscriptions node='multi'><subscription jid='%s' subscription='none' "
+                      "subid='%s&#10;x'/></subscriptions>", aj, b);
+    err(&f, ps_iq(f.owner, "set", H_NS_PUBSUB_OWNER, lf), "owner: subid with a line feed",
+        "modify", "not-acceptable", "invalid-subid");
+    free(lf);
+    ck_assert_int_eq(subscription_rows(&f, "multi", aj), 1);
     free(b2);
     b2 = subscribe(&f, alice, "multi", NULL, OPTIONS(FIELD("pubsub#include_body", "1")));
     ck_assert_int_eq(subscription_rows(&f, "multi", aj), 2);
