@@ -46,6 +46,7 @@ struct config {
     /* dispatcher */
     int dispatch_batch;
     int dispatch_events;
+    int dispatch_handoff_max;
     int dispatch_max_nodes;
     int dispatch_poll_ms;
     /* redelivery and dead letters */

@@ -188,25 +188,39 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     /* One row per JID (its first subscription, whatever the state, so
      * that the row and the cursor stay put while its other subscriptions
      * come and go); with several eligible subscriptions, subids lists
-     * them as "L<start_seq>:<subid> ..." (see dispatch_audience).  The
-     * first-subscription test is a min() subquery, not NOT EXISTS: an
-     * anti-join planned on stale statistics (subscriptions made just
-     * before a burst) scanned the node's subscriptions once per row. */
+     * them as "L<start_seq>:<subid> ..." (see dispatch_audience).  JIDs
+     * with one subscription (nearly all) come straight from the
+     * (node_id, sub_id) index; only those listed in pubsub.multi_sub go
+     * through the aggregate (schema/034_multi_sub.sql: per-row probes
+     * made a page cost O(rows x subscriptions of the node)). */
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
-        "SELECT s.sub_id, s.jid, m.start_seq, s.subid, m.include_body, NULL::text AS via,"
-        " s.start_gseq, m.subids"
-        " FROM pubsub.subscription s CROSS JOIN LATERAL ("
-        "  SELECT min(x.start_seq) AS start_seq, bool_or(x.include_body) AS include_body,"
-        "   CASE WHEN count(*) > 1"
-        "    THEN string_agg('L' || x.start_seq || ':' || x.subid, ' ') END AS subids"
-        "  FROM pubsub.subscription x"
-        "  WHERE x.node_id = s.node_id AND x.jid = s.jid AND x.state = 'subscribed'"
-        "   AND x.deliver AND (x.expires_at IS NULL OR x.expires_at > now())"
-        "  HAVING count(*) > 0) m"
-        " WHERE s.node_id = $1 AND s.sub_id > $2 AND s.sub_id = ("
-        "  SELECT min(p.sub_id) FROM pubsub.subscription p"
-        "  WHERE p.node_id = s.node_id AND p.jid = s.jid)"
-        " ORDER BY s.sub_id LIMIT $3"},
+        "SELECT u.sub_id, u.jid, u.start_seq, u.subid, u.include_body, NULL::text AS via,"
+        " u.start_gseq, u.subids FROM ("
+        " (SELECT s.sub_id, s.jid, s.start_seq, s.subid, s.include_body, s.start_gseq,"
+        "   NULL::text AS subids"
+        "  FROM pubsub.subscription s"
+        "  WHERE s.node_id = $1 AND s.sub_id > $2 AND s.state = 'subscribed' AND s.deliver"
+        "   AND (s.expires_at IS NULL OR s.expires_at > now())"
+        "   AND NOT EXISTS (SELECT 1 FROM pubsub.multi_sub ms"
+        "                   WHERE ms.node_id = s.node_id AND ms.jid = s.jid)"
+        "  ORDER BY s.sub_id LIMIT $3)"
+        " UNION ALL"
+        " (SELECT f.sub_id, f.jid, m.start_seq, f.subid, m.include_body, f.start_gseq, m.subids"
+        "  FROM pubsub.multi_sub ms"
+        "  CROSS JOIN LATERAL (SELECT p.sub_id, p.jid, p.subid, p.start_gseq"
+        "   FROM pubsub.subscription p WHERE p.node_id = ms.node_id AND p.jid = ms.jid"
+        "   ORDER BY p.sub_id LIMIT 1) f"
+        "  CROSS JOIN LATERAL ("
+        "   SELECT min(x.start_seq) AS start_seq, bool_or(x.include_body) AS include_body,"
+        "    CASE WHEN count(*) > 1"
+        "     THEN string_agg('L' || x.start_seq || ':' || x.subid, ' ') END AS subids"
+        "   FROM pubsub.subscription x"
+        "   WHERE x.node_id = ms.node_id AND x.jid = ms.jid AND x.state = 'subscribed'"
+        "    AND x.deliver AND (x.expires_at IS NULL OR x.expires_at > now())"
+        "   HAVING count(*) > 0) m"
+        "  WHERE ms.node_id = $1 AND f.sub_id > $2"
+        "  ORDER BY f.sub_id LIMIT $3)) u"
+        " ORDER BY u.sub_id LIMIT $3"},
     /* The same for a leaf inside collections (XEP-0248). */
     [DB_DISPATCH_AUDIENCE] = {"dispatch_audience", 3,
         "SELECT sub_id, jid, start_seq, subid, include_body, via, start_gseq, subids"
@@ -575,6 +589,7 @@ static void db_migrate_apply(struct db_conn *c)
                c->cfg->max_subscriptions_per_jid);
     /* Publishes return the audience and tag their NOTIFY (schema 025). */
     buf_printf(&sql, "SET pubsub.audience = on; SET pubsub.instance = '%s';", db_instance_tag());
+    buf_printf(&sql, "SET pubsub.audience_max = %d;", c->cfg->dispatch_handoff_max);
     buf_puts(&sql, "COMMIT;");
     c->migrate_step = 2;
     db_send_simple(c, sql.data);

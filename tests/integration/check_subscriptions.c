@@ -261,6 +261,13 @@ static long long subscription_rows(struct fixture *f, const char *node, const ch
                        "(node_id) WHERE n.name = '%s' AND s.jid = '%s'", node, jid);
     long long v = h_sql_int(f->db, sql);
     free(sql);
+    /* The dispatcher takes a JID's SubID headers from pubsub.multi_sub
+     * (schema 034): it must list the JID exactly when it holds several. */
+    sql = h_strf("SELECT count(*) FROM pubsub.multi_sub m JOIN pubsub.node n USING (node_id) "
+                 "WHERE n.name = '%s' AND m.jid = '%s'", node, jid);
+    ck_assert_msg(h_sql_int(f->db, sql) == (v > 1 ? 1 : 0),
+                  "pubsub.multi_sub out of step for %s on %s (%lld subscriptions)", jid, node, v);
+    free(sql);
     return v;
 }
 
