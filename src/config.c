@@ -63,6 +63,7 @@ static const struct config_key config_keys[] = {
     KEY_INT(dispatch_batch, 512, 1, 1000000),
     KEY_INT(dispatch_events, 128, 1, 100000),
     KEY_INT(dispatch_handoff_max, 128, 0, 1000000),
+    KEY_INT(dispatch_commit_interval_ms, 20, 0, 60000),
     KEY_INT(dispatch_max_nodes, 256, 1, 1000000),
     KEY_INT(dispatch_poll_ms, 2000, 10, 3600000),
     KEY_INT(redelivery_max_attempts, 5, 1, 1000),

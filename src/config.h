@@ -47,6 +47,7 @@ struct config {
     int dispatch_batch;
     int dispatch_events;
     int dispatch_handoff_max;
+    int dispatch_commit_interval_ms;
     int dispatch_max_nodes;
     int dispatch_poll_ms;
     /* redelivery and dead letters */
