@@ -22,8 +22,12 @@ CREATE TABLE pubsub.multi_sub (
     PRIMARY KEY (node_id, jid)
 );
 
--- Subscribes, unsubscribes and expiries of one node are serialised by the
--- node row lock their functions take, so the count below is stable.
+-- Every change to a node's subscriptions holds the node row lock (subscribe,
+-- the owner's changes, authorisation, affiliation changes, node deletion
+-- already did; unsubscribe and expiry do from here on, below), so the count
+-- below is stable.  Without it, an unsubscribe that cannot yet see a
+-- subscription being added by another transaction removed the row of a JID
+-- left with two subscriptions.
 CREATE FUNCTION pubsub.multi_sub_track() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -51,6 +55,56 @@ FOR EACH ROW EXECUTE FUNCTION pubsub.multi_sub_track();
 
 INSERT INTO pubsub.multi_sub (node_id, jid)
 SELECT s.node_id, s.jid FROM pubsub.subscription s GROUP BY s.node_id, s.jid HAVING count(*) > 1;
+
+-- Unsubscribe takes the node row lock (see above); otherwise as in 025.
+CREATE OR REPLACE FUNCTION pubsub.unsubscribe(p_node text, p_jid text, p_subid text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    p record;
+BEGIN
+    SELECT node_id INTO v_id FROM pubsub.node WHERE name = p_node AND NOT deleted FOR UPDATE;
+    IF v_id IS NULL THEN
+        RETURN 'item-not-found';
+    END IF;
+    SELECT * INTO p FROM pubsub.pick_subscription(v_id, p_jid, p_subid);
+    IF p.status = 'ok' THEN
+        DELETE FROM pubsub.subscription WHERE sub_id = p.sub_id;
+    END IF;
+    RETURN p.status;
+END
+$$;
+
+-- Expiry takes the node row lock of each node it removes subscriptions
+-- from, in node_id order (no deadlock with another janitor, and functions
+-- that hold one node lock never wait for a second); at most p_limit
+-- subscriptions per call, as before (006).
+CREATE OR REPLACE FUNCTION pubsub.expire_subscriptions(p_limit integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_node bigint;
+    v_left integer := p_limit;
+    v_n integer;
+BEGIN
+    FOR v_node IN
+        SELECT DISTINCT x.node_id FROM pubsub.subscription x
+        WHERE x.expires_at IS NOT NULL AND x.expires_at <= now()
+        ORDER BY x.node_id LIMIT p_limit
+    LOOP
+        EXIT WHEN v_left <= 0;
+        PERFORM 1 FROM pubsub.node n WHERE n.node_id = v_node FOR UPDATE;
+        WITH gone AS (
+            DELETE FROM pubsub.subscription s WHERE s.sub_id IN
+                (SELECT x.sub_id FROM pubsub.subscription x
+                 WHERE x.node_id = v_node AND x.expires_at IS NOT NULL AND x.expires_at <= now()
+                 ORDER BY x.expires_at LIMIT v_left FOR UPDATE SKIP LOCKED)
+            RETURNING 1)
+        SELECT count(*)::integer INTO v_n FROM gone;
+        v_left := v_left - v_n;
+    END LOOP;
+    RETURN p_limit - v_left;
+END
+$$;
 
 -- The hand-off's audience: NULL when the node is in a collection, has more
 -- eligible subscriptions than pubsub.audience_max (64 when unset) or a JID

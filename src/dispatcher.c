@@ -42,6 +42,8 @@
 
 #define BARRIER_TIMEOUT_MS 30000
 #define MAX_BATCHES_PER_NODE 8
+/* After a failed or refused position commit, the next try waits this long. */
+#define COMMIT_RETRY_MS 200
 #define DISPATCH_BATCH_BYTES 1048576
 #define FULL_SCAN_POLLS 10 /* the unconditional scan: every 20 s by default */
 
@@ -93,6 +95,8 @@ struct dnode {
     long long committing_seq, committing_cursor; /* the commit in flight */
     bool commit_in_flight;
     uint64_t last_commit_ms;
+    uint64_t commit_retry_ms; /* after a failed commit: not before then */
+    long long fetch_seq, fetch_cursor; /* the position the fetch in flight started at */
     bool more;       /* there may be events after sent: fetch again */
     bool gone;       /* deleted for good by dispatch_commit */
     bool rewake;     /* woken while releasing: claim again afterwards */
@@ -341,6 +345,8 @@ static void dispatcher_fetch(struct dispatcher *d, struct dnode *n)
     const char *sub_params[] = {id, cursor, sublimit};
     n->more = false;
     n->events_failed = false;
+    n->fetch_seq = n->sent_seq;
+    n->fetch_cursor = n->sent_cursor;
     /* Events first, subscribers second: the second statement's snapshot is
      * newer, so every subscription that precedes a fetched event (the
      * node lock orders them) is seen. */
@@ -623,7 +629,11 @@ static void dispatcher_subscribers_cb(void *arg, const PGresult *res, const char
         n->more = true;
         return;
     }
-    if (link_is_ready(&d->s->link) && n->nevents > 0) {
+    /* The link went down and came back while this fetch was out: the sent
+     * position went back to the confirmed one, and what was read from the
+     * old position would skip events that only the dead link carried. */
+    bool stale = n->fetch_seq != n->sent_seq || n->fetch_cursor != n->sent_cursor;
+    if (link_is_ready(&d->s->link) && n->nevents > 0 && !stale) {
         int nsubs = PQntuples(res);
         struct dsub *subs = xcalloc((size_t)(nsubs ? nsubs : 1), sizeof *subs);
         for (int r = 0; r < nsubs; r++) {
@@ -755,12 +765,23 @@ static void dispatcher_commit_cb(void *arg, const PGresult *res, const char *err
          * idle (a release would lose the position). */
         log_warn("dispatcher: node %lld: committing position failed: %s", n->id,
                  res ? db_error(res) : error);
+        n->commit_retry_ms = loop_now_ms() + COMMIT_RETRY_MS;
     }
     dnode_commit(d, n);
     dispatcher_kick(d);
 }
 
 static void dispatcher_commit_fired(struct loop *loop, void *arg);
+
+/* Comes back for n's commit at `at` (one timer for every node: it looks at
+ * all of them). */
+static void dispatcher_commit_later(struct dispatcher *d, uint64_t at)
+{
+    uint64_t now = loop_now_ms();
+    if (!d->commit_timer.armed)
+        loop_timer_arm(d->s->loop, &d->commit_timer, at > now ? at - now : 0,
+                       dispatcher_commit_fired, d);
+}
 
 /*
  * Commits the position the barriers confirmed for n, at most one commit in
@@ -777,10 +798,12 @@ static void dnode_commit(struct dispatcher *d, struct dnode *n)
         return;
     uint64_t now = loop_now_ms();
     uint64_t interval = d->stopping ? 0 : (uint64_t)d->s->cfg->dispatch_commit_interval_ms;
+    if (now < n->commit_retry_ms) {
+        dispatcher_commit_later(d, n->commit_retry_ms);
+        return;
+    }
     if (n->last_commit_ms != 0 && now - n->last_commit_ms < interval) {
-        if (!d->commit_timer.armed)
-            loop_timer_arm(d->s->loop, &d->commit_timer, n->last_commit_ms + interval - now,
-                           dispatcher_commit_fired, d);
+        dispatcher_commit_later(d, n->last_commit_ms + interval);
         return;
     }
     char node[24], seq[24], cursor[24];
@@ -788,7 +811,13 @@ static void dnode_commit(struct dispatcher *d, struct dnode *n)
     snprintf(seq, sizeof seq, "%lld", n->confirmed_seq);
     snprintf(cursor, sizeof cursor, "%lld", n->confirmed_cursor);
     const char *params[] = {node, seq, cursor};
-    if (db_conn_submit(&d->db, DB_DISPATCH_COMMIT, 3, params, dispatcher_commit_cb, n) != PS_OK)
+    int rc = db_conn_submit(&d->db, DB_DISPATCH_COMMIT, 3, params, dispatcher_commit_cb, n);
+    if (rc == PS_AGAIN) { /* the connection's queue is full: later */
+        n->commit_retry_ms = now + COMMIT_RETRY_MS;
+        dispatcher_commit_later(d, n->commit_retry_ms);
+        return;
+    }
+    if (rc != PS_OK)
         return; /* database gone: the node goes with it, the batches repeat */
     n->pending++;
     n->commit_in_flight = true;
