@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "harness.h"
 
 #define COMPONENT "c6.localhost"
@@ -655,6 +657,58 @@ END_TEST
 
 /* A bare and a full JID of one account are separate entities (§6.1.7):
  * each hears once. */
+/* A JID's second subscription added while another transaction removes a
+ * third: the trigger that keeps pubsub.multi_sub must not lose the JID
+ * (schema 034).  Unsubscribe waits for the node lock the subscribe holds;
+ * before it did, it counted the JID's subscriptions without the one being
+ * added and removed the row, so the JID then got two notifications per
+ * event without SubID headers. */
+START_TEST(multi_subscribe_race)
+{
+    struct fixture f;
+    fixture_up(&f);
+    create(&f, "race");
+    struct h_client *alice = h_client_connect("alice");
+    const char *aj = h_client_bare_jid(alice);
+    char *a = subscribe(&f, alice, "race", NULL, NULL);
+    char *b = subscribe(&f, alice, "race", NULL, OPTIONS(FIELD("pubsub#include_body", "1")));
+    ck_assert_int_eq(subscription_rows(&f, "race", aj), 2);
+
+    PGconn *t1 = PQconnectdb(f.db), *t2 = PQconnectdb(f.db);
+    ck_assert_msg(PQstatus(t1) == CONNECTION_OK && PQstatus(t2) == CONNECTION_OK,
+                  "two database sessions");
+    PQclear(PQexec(t1, "BEGIN"));
+    const char *sub_params[] = {"race", aj, aj, "{\"deliver\":false}"};
+    PGresult *res = PQexecParams(t1, "SELECT status FROM pubsub.subscribe($1, $2, $3, $4::jsonb)",
+                                 4, NULL, sub_params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "ok") == 0,
+                  "third subscription (uncommitted): %s", PQresultErrorMessage(res));
+    PQclear(res);
+    const char *unsub_params[] = {"race", aj, a};
+    ck_assert_int_eq(PQsendQueryParams(t2, "SELECT pubsub.unsubscribe($1, $2, $3)", 3, NULL,
+                                       unsub_params, NULL, NULL, 0), 1);
+    h_pump(300); /* the unsubscribe reaches the database and waits */
+    ck_assert_int_eq(PQconsumeInput(t2), 1);
+    ck_assert_msg(PQisBusy(t2), "unsubscribe did not wait for the node lock");
+    PQclear(PQexec(t1, "COMMIT"));
+    res = PQgetResult(t2);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "ok") == 0,
+                  "unsubscribe: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    while ((res = PQgetResult(t2)) != NULL)
+        PQclear(res);
+    PQfinish(t1);
+    PQfinish(t2);
+    /* b and the new one: two, listed (subscription_rows checks the list). */
+    ck_assert_int_eq(subscription_rows(&f, "race", aj), 2);
+
+    free(a);
+    free(b);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
 START_TEST(multi_bare_and_full)
 {
     struct fixture f;
@@ -738,6 +792,7 @@ static Suite *subscriptions_suite(void)
     tcase_add_test(tc, subscribe_and_configure);
     tcase_add_test(tc, leased_subscription);
     tcase_add_test(tc, multi_subscribe);
+    tcase_add_test(tc, multi_subscribe_race);
     tcase_add_test(tc, multi_bare_and_full);
     tcase_add_test(tc, affiliation_notices);
     suite_add_tcase(s, tc);

@@ -42,6 +42,7 @@ static const struct {
     FI(max_items_limit), FI(max_node_id_bytes), FI(max_item_id_bytes),
     FI(max_items_per_request), FI(auto_create_nodes), FI(max_nodes_per_owner),
     FI(max_subscriptions_per_jid), FI(max_inflight_per_sender), FI(dispatch_batch), FI(dispatch_events),
+    FI(dispatch_handoff_max), FI(dispatch_commit_interval_ms),
     FI(dispatch_max_nodes), FI(dispatch_poll_ms), FI(redelivery_max_attempts), FI(redelivery_base_ms),
     FI(redelivery_window_ms), FI(redelivery_batch), FI(event_retention_s), FS(log_level),
     FS(log_file), FI(shutdown_timeout_ms),
