@@ -281,7 +281,12 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
 /* Claims the woken nodes (or any pending node) that no process holds. */
 static void dispatcher_claim(struct dispatcher *d)
 {
-    if (d->stopping || d->claim_in_flight || !db_conn_ready(&d->db))
+    /* Without a stream there is nothing to deliver on: a node claimed now
+     * would wait here, while a peer with a working stream could take it
+     * (a second process refused with "component already connected" took
+     * nodes from the first).  dispatcher_link_ready claims again. */
+    if (d->stopping || d->claim_in_flight || !db_conn_ready(&d->db) ||
+        !link_is_ready(&d->s->link))
         return;
     if (d->nwoken == 0 && !d->claim_any)
         return;
@@ -1020,6 +1025,24 @@ static void dispatcher_release_idle(struct dispatcher *d, bool all, uint64_t bef
     }
 }
 
+/* The stream is down (at a poll): lets go of every node that has nothing
+ * in flight and its confirmed position committed, also those with events
+ * still to send (more), so that a peer with a working stream takes them;
+ * this process claims again when its stream is back. */
+static void dispatcher_release_unlinked(struct dispatcher *d)
+{
+    struct dnode *n = d->nodes;
+    while (n) {
+        struct dnode *next = n->next;
+        if (n->state == DN_READY && n->batches == 0 && n->pending == 0 && !dnode_uncommitted(n)) {
+            dnode_free_offers(n);
+            n->more = false;
+            dispatcher_release(d, n);
+        }
+        n = next;
+    }
+}
+
 /* Moves every node forward: fetch where allowed, release nodes that are
  * gone, claim woken nodes (making room by releasing idle ones). */
 static void dispatcher_kick(struct dispatcher *d)
@@ -1242,6 +1265,8 @@ static void dispatcher_poll(struct loop *loop, void *arg)
     }
     uint64_t now = loop_now_ms();
     dispatcher_release_idle(d, d->stopping, now - (uint64_t)d->s->cfg->dispatch_poll_ms);
+    if (!link_is_ready(&d->s->link))
+        dispatcher_release_unlinked(d);
     if (d->scan_again || ++d->polls_since_scan >= FULL_SCAN_POLLS) {
         d->scan_again = false;
         d->claim_any = true;

@@ -630,6 +630,66 @@ START_TEST(test_backlog_over_max_nodes)
 }
 END_TEST
 
+/* ---- 11. a process whose stream is refused holds no node ---------------- */
+
+/*
+ * A second process started with the first one's component JID is refused
+ * by the server ("component already connected") and keeps retrying.  Its
+ * dispatcher hears the same wake-ups as the first one's; it must not claim
+ * nodes it cannot deliver: before, it won some of the claims (2 of 10 in
+ * one run) and those nodes' notifications waited for as long as it ran.
+ */
+START_TEST(test_refused_link_claims_nothing)
+{
+    enum { NODES = 20 };
+    char *jid7 = component_jid(7);
+    char *db = h_db_create();
+    struct h_proc *p7 = h_pubsubd_start(jid7, db, NULL);
+    struct h_client *alice = h_client_connect("alice");
+    wait_up(p7, alice, jid7);
+    char *nodes[NODES];
+    for (int i = 0; i < NODES; i++) {
+        nodes[i] = h_uid("refused");
+        char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
+                               nodes[i]);
+        xmpp_stanza_t *r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
+        h_assert_result(p7, r, "create");
+        xmpp_stanza_release(r);
+        free(payload);
+        payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
+                         "</pubsub>", nodes[i], h_client_jid(alice));
+        r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
+        h_assert_result(p7, r, "subscribe");
+        xmpp_stanza_release(r);
+        free(payload);
+    }
+
+    struct h_proc *p8 = h_pubsubd_start(jid7, db, NULL);
+    long long t0 = h_now_ms();
+    while (!h_proc_log_contains(p8, "stream error from server") && h_now_ms() - t0 < 10000)
+        h_pump(100);
+    if (!h_proc_log_contains(p8, "stream error from server")) {
+        h_fail_dump(p8);
+        ck_abort_msg("the second process with the same JID was not refused");
+    }
+    for (int i = 0; i < NODES; i++)
+        publish_sql(db, nodes[i], "i1");
+    if (h_wait_messages(alice, NODES, 10000) < NODES) {
+        h_fail_dump(p8);
+        ck_abort_msg("%d of %d notifications within 10 s: the refused process held nodes",
+                     h_message_count(alice), NODES);
+    }
+
+    h_client_disconnect(alice);
+    h_pubsubd_stop(p8);
+    h_pubsubd_stop(p7);
+    for (int i = 0; i < NODES; i++)
+        free(nodes[i]);
+    free(db);
+    free(jid7);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -658,6 +718,7 @@ static Suite *foundation_suite(void)
     suite_add_tcase(s, tcase("concurrent_start", test_concurrent_start));
     suite_add_tcase(s, tcase("peer_death_takeover", test_peer_death_takeover));
     suite_add_tcase(s, tcase("backlog_over_max_nodes", test_backlog_over_max_nodes));
+    suite_add_tcase(s, tcase("refused_link_claims_nothing", test_refused_link_claims_nothing));
     suite_add_tcase(s, tcase("newer_schema_refused", test_newer_schema_refused));
     return s;
 }
