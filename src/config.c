@@ -46,7 +46,7 @@ static const struct config_key config_keys[] = {
     KEY_INT(db_pool_size, 2, 1, 64),
     KEY_INT(db_max_pipeline, 64, 1, 10000),
     KEY_INT(db_group_max, 64, 1, 10000),
-    KEY_INT(db_max_queued, 10000, 1, 10000000),
+    KEY_INT(db_max_queued, 10000, 4, 10000000),
     KEY_INT(db_request_timeout_ms, 5000, 100, 600000),
     KEY_INT(db_reconnect_min_ms, 100, 10, 600000),
     KEY_INT(db_reconnect_max_ms, 10000, 10, 3600000),

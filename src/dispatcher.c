@@ -232,6 +232,20 @@ static void dispatcher_add_woken(struct dispatcher *d, long long id)
 
 static void dispatcher_position_cb(void *arg, const PGresult *res, const char *error);
 
+/* Reads a claimed node's position; when the connection's queue is full,
+ * the next poll tries again (the node stays DN_LOADING, its lock held). */
+static void dnode_load_position(struct dispatcher *d, struct dnode *n)
+{
+    char ids[24];
+    snprintf(ids, sizeof ids, "%lld", n->id);
+    const char *params[] = {ids};
+    if (db_conn_submit(&d->db, DB_DISPATCH_POSITION, 1, params, dispatcher_position_cb, n) == PS_OK)
+        n->pending++;
+    else
+        log_warn("dispatcher: node %lld: could not load its position (again at the next poll)",
+                 n->id);
+}
+
 static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *error)
 {
     struct dispatcher *d = arg;
@@ -260,14 +274,7 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
         n->next = d->nodes;
         d->nodes = n;
         d->nnodes++;
-        char ids[24];
-        snprintf(ids, sizeof ids, "%lld", id);
-        const char *params[] = {ids};
-        if (db_conn_submit(&d->db, DB_DISPATCH_POSITION, 1, params, dispatcher_position_cb, n) ==
-            PS_OK)
-            n->pending++;
-        else
-            log_warn("dispatcher: node %lld: could not load its position", id);
+        dnode_load_position(d, n);
         log_debug("dispatcher: claimed node %lld", id);
     }
     /* A scan is limited to the room left under dispatch_max_nodes: while
@@ -708,12 +715,16 @@ static void dispatcher_release(struct dispatcher *d, struct dnode *n)
     char id[24];
     snprintf(id, sizeof id, "%lld", n->id);
     const char *params[] = {id};
-    n->state = DN_RELEASING;
-    if (db_conn_submit(&d->db, DB_DISPATCH_RELEASE, 1, params, dispatcher_release_cb, n) == PS_OK) {
+    int rc = db_conn_submit(&d->db, DB_DISPATCH_RELEASE, 1, params, dispatcher_release_cb, n);
+    if (rc == PS_OK) {
+        n->state = DN_RELEASING;
         n->pending++;
         log_debug("dispatcher: releasing node %lld", n->id);
         return;
     }
+    if (rc == PS_AGAIN)
+        return; /* the connection's queue is full: still held, released at a later poll */
+    n->state = DN_RELEASING;
     /* Connection gone: the lock went with it. */
     if (n->pending == 0)
         dnode_unlink_free(d, n);
@@ -1036,7 +1047,6 @@ static void dispatcher_release_unlinked(struct dispatcher *d)
         struct dnode *next = n->next;
         if (n->state == DN_READY && n->batches == 0 && n->pending == 0 && !dnode_uncommitted(n)) {
             dnode_free_offers(n);
-            n->more = false;
             dispatcher_release(d, n);
         }
         n = next;
@@ -1267,6 +1277,9 @@ static void dispatcher_poll(struct loop *loop, void *arg)
     dispatcher_release_idle(d, d->stopping, now - (uint64_t)d->s->cfg->dispatch_poll_ms);
     if (!link_is_ready(&d->s->link))
         dispatcher_release_unlinked(d);
+    for (struct dnode *n = d->nodes; n; n = n->next)
+        if (n->state == DN_LOADING && n->pending == 0)
+            dnode_load_position(d, n);
     if (d->scan_again || ++d->polls_since_scan >= FULL_SCAN_POLLS) {
         d->scan_again = false;
         d->claim_any = true;

@@ -581,7 +581,9 @@ END_TEST
  * must follow as those are released (scan after scan), not only at the
  * unconditional scan every 10th poll.
  */
-START_TEST(test_backlog_over_max_nodes)
+/* Six nodes, each subscribed by alice, get an event while pubsubd is down;
+ * it restarts with env; every notification must arrive within 15 s. */
+static void backlog_after_restart(const char *label, const char *const *env)
 {
     enum { NODES = 6 };
     char *jid = component_jid(8);
@@ -609,17 +611,16 @@ START_TEST(test_backlog_over_max_nodes)
     for (int i = 0; i < NODES; i++)
         publish_sql(db, nodes[i], "b1");
 
-    static const char *const env[] = {"PUBSUBD_DISPATCH_MAX_NODES=2", NULL};
     long long t0 = h_now_ms();
     p = h_pubsubd_start(jid, db, env);
     wait_up(p, alice, jid);
     int got = h_wait_messages(alice, NODES, 15000);
     if (got < NODES) {
         h_fail_dump(p);
-        ck_abort_msg("%d of %d notifications within 15 s of the restart", got, NODES);
+        ck_abort_msg("%s: %d of %d notifications within 15 s of the restart", label, got, NODES);
     }
-    fprintf(stderr, "backlog_over_max_nodes: %d notifications %lld ms after the restart\n",
-            NODES, h_now_ms() - t0);
+    fprintf(stderr, "%s: %d notifications %lld ms after the restart\n", label, NODES,
+            h_now_ms() - t0);
 
     h_client_disconnect(alice);
     h_pubsubd_stop(p);
@@ -627,6 +628,24 @@ START_TEST(test_backlog_over_max_nodes)
         free(nodes[i]);
     free(db);
     free(jid);
+}
+
+START_TEST(test_backlog_over_max_nodes)
+{
+    static const char *const env[] = {"PUBSUBD_DISPATCH_MAX_NODES=2", NULL};
+    backlog_after_restart("backlog_over_max_nodes", env);
+}
+END_TEST
+
+/* The dispatcher's connection takes four queries at a time (the smallest
+ * db_max_queued): claiming six nodes at once, some position reads are
+ * refused (queue full); they must be tried again, not leave the nodes
+ * held and stuck (4 of 6 delivered before). */
+START_TEST(test_backlog_tiny_db_queue)
+{
+    static const char *const env[] = {"PUBSUBD_DB_MAX_QUEUED=4", "PUBSUBD_DISPATCH_POLL_MS=200",
+                                      NULL};
+    backlog_after_restart("backlog_tiny_db_queue", env);
 }
 END_TEST
 
@@ -718,6 +737,7 @@ static Suite *foundation_suite(void)
     suite_add_tcase(s, tcase("concurrent_start", test_concurrent_start));
     suite_add_tcase(s, tcase("peer_death_takeover", test_peer_death_takeover));
     suite_add_tcase(s, tcase("backlog_over_max_nodes", test_backlog_over_max_nodes));
+    suite_add_tcase(s, tcase("backlog_tiny_db_queue", test_backlog_tiny_db_queue));
     suite_add_tcase(s, tcase("refused_link_claims_nothing", test_refused_link_claims_nothing));
     suite_add_tcase(s, tcase("newer_schema_refused", test_newer_schema_refused));
     return s;
