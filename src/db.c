@@ -147,9 +147,16 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
         " SELECT d.node_id FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
         " WHERE d.node_id = ANY ($3::bigint[]) AND n.last_seq > d.delivered_seq"
         "   AND NOT (d.node_id = ANY ($1::bigint[]))"
+        "   AND EXISTS (SELECT 1 FROM pubsub.event e"
+        "               WHERE e.node_id = d.node_id AND e.seq > d.delivered_seq)"
         " ORDER BY d.updated_at LIMIT $2)"
         " SELECT node_id FROM cand WHERE pg_try_advisory_lock(node_id)"},
-    /* Any node with undelivered events, oldest position first: one pass
+    /* Both claims want an outbox row after the position, not only a seq:
+     * a node with pubsub#deliver_notifications off takes seqs without
+     * outbox rows, and was claimed, read empty and released at every scan.
+     * The row is probed per pending node (seq > position, the primary key).
+     *
+     * Any node with undelivered events, oldest position first: one pass
      * over node and dispatch (O(nodes), so the dispatcher runs it only
      * when something may have been missed).  The first CTE is a fence: with
      * the LIMIT in the same query level the planner walks dispatch in
@@ -158,10 +165,13 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
      * machine: 216 ms against 90 ms). */
     [DB_DISPATCH_CLAIM_ANY] = {"dispatch_claim_any", 2,
         "WITH pending AS MATERIALIZED ("
-        " SELECT d.node_id, d.updated_at"
+        " SELECT d.node_id, d.updated_at, d.delivered_seq"
         " FROM pubsub.dispatch d JOIN pubsub.node n ON n.node_id = d.node_id"
         " WHERE n.last_seq > d.delivered_seq AND NOT (d.node_id = ANY ($1::bigint[]))),"
-        " cand AS MATERIALIZED (SELECT node_id FROM pending ORDER BY updated_at LIMIT $2)"
+        " cand AS MATERIALIZED (SELECT p.node_id FROM pending p"
+        "  WHERE EXISTS (SELECT 1 FROM pubsub.event e"
+        "                WHERE e.node_id = p.node_id AND e.seq > p.delivered_seq)"
+        "  ORDER BY p.updated_at LIMIT $2)"
         " SELECT node_id FROM cand WHERE pg_try_advisory_lock(node_id)"},
     /* Every dispatcher holds this shared lock for its session, so that the
      * others see it die: a session's locks, this one and its node locks,

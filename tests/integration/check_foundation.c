@@ -709,6 +709,72 @@ START_TEST(test_refused_link_claims_nothing)
 }
 END_TEST
 
+/* ---- 12. seqs without outbox rows are no work ---------------------------- */
+
+/*
+ * A node with pubsub#deliver_notifications off takes a seq per publish but
+ * writes no outbox row, so its position stays behind its last seq.  The
+ * dispatcher must not take that for work: before, every scan (here every
+ * 10th poll of 100 ms) claimed the node, read nothing and released it.
+ */
+START_TEST(test_silent_node_not_claimed)
+{
+    char *jid = component_jid(7);
+    char *db = h_db_create();
+    static const char *const env[] = {"PUBSUBD_LOG_LEVEL=debug", "PUBSUBD_DISPATCH_POLL_MS=100",
+                                      NULL};
+    struct h_proc *p = h_pubsubd_start(jid, db, env);
+    struct h_client *alice = h_client_connect("alice");
+    wait_up(p, alice, jid);
+    char *node = h_uid("silent");
+    char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>", node);
+    xmpp_stanza_t *r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
+    h_assert_result(p, r, "create");
+    xmpp_stanza_release(r);
+    free(payload);
+    char *sql = h_strf("UPDATE pubsub.node_config c SET deliver_notifications = false FROM "
+                       "pubsub.node n WHERE n.node_id = c.node_id AND n.name = '%s' "
+                       "RETURNING c.node_id", node);
+    long long id = h_sql_int(db, sql);
+    free(sql);
+    /* A node of the usual kind next to it: its event is claimed (and so
+     * logged), which shows the log would show the other's claims too. */
+    char *loud = h_uid("loud");
+    payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>", loud);
+    r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
+    h_assert_result(p, r, "create");
+    xmpp_stanza_release(r);
+    free(payload);
+    sql = h_strf("SELECT node_id FROM pubsub.node WHERE name = '%s'", loud);
+    long long loud_id = h_sql_int(db, sql);
+    free(sql);
+    publish_sql(db, loud, "l1");
+    publish_sql(db, node, "s1");
+    publish_sql(db, node, "s2");
+    sql = h_strf("SELECT n.last_seq - d.delivered_seq FROM pubsub.node n JOIN pubsub.dispatch d "
+                 "USING (node_id) WHERE n.node_id = %lld", id);
+    ck_assert_int_eq(h_sql_int(db, sql), 2); /* behind by two seqs, no outbox row */
+    free(sql);
+    h_pump(2500); /* two full scans and more */
+    char *claimed = h_strf("claimed node %lld\n", id);
+    if (h_proc_log_contains(p, claimed)) {
+        h_fail_dump(p);
+        ck_abort_msg("the dispatcher claimed node %lld, which has nothing to deliver", id);
+    }
+    free(claimed);
+    claimed = h_strf("claimed node %lld\n", loud_id);
+    ck_assert_msg(h_proc_log_contains(p, claimed), "the node with an event was not claimed");
+    free(claimed);
+    free(loud);
+
+    h_client_disconnect(alice);
+    h_pubsubd_stop(p);
+    free(node);
+    free(db);
+    free(jid);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -738,6 +804,7 @@ static Suite *foundation_suite(void)
     suite_add_tcase(s, tcase("peer_death_takeover", test_peer_death_takeover));
     suite_add_tcase(s, tcase("backlog_over_max_nodes", test_backlog_over_max_nodes));
     suite_add_tcase(s, tcase("backlog_tiny_db_queue", test_backlog_tiny_db_queue));
+    suite_add_tcase(s, tcase("silent_node_not_claimed", test_silent_node_not_claimed));
     suite_add_tcase(s, tcase("refused_link_claims_nothing", test_refused_link_claims_nothing));
     suite_add_tcase(s, tcase("newer_schema_refused", test_newer_schema_refused));
     return s;
