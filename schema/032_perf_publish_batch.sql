@@ -96,16 +96,9 @@ BEGIN
         SELECT count(*) FILTER (WHERE ins.inserted) INTO v_new FROM ins;
         IF v_count + v_new > v_max THEN
             -- The oldest items go, from the trim mark (see 021_trim_mark.sql).
-            -- This statement sees the new items: when the batch alone is
-            -- larger than max_items, its oldest go too.
-            WITH gone AS (
-                DELETE FROM pubsub.item it
-                WHERE it.node_id = v_node AND it.seq IN
-                    (SELECT i2.seq FROM pubsub.item i2
-                     WHERE i2.node_id = v_node AND i2.seq >= v_trim
-                     ORDER BY i2.seq LIMIT v_count + v_new - v_max)
-                RETURNING it.seq)
-            SELECT max(g.seq) INTO v_gone FROM gone g;
+            -- This sees the new items: when the batch alone is larger than
+            -- max_items, its oldest go too.
+            v_gone := pubsub.trim_oldest_items(v_node, v_trim, v_count + v_new - v_max);
             UPDATE pubsub.node nd SET item_count = v_max,
                 trim_seq = greatest(nd.trim_seq, coalesce(v_gone + 1, nd.trim_seq))
             WHERE nd.node_id = v_node;

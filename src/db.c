@@ -201,7 +201,7 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
      * them as "L<start_seq>:<subid> ..." (see dispatch_audience).  JIDs
      * with one subscription (nearly all) come straight from the
      * (node_id, sub_id) index; only those listed in pubsub.multi_sub go
-     * through the aggregate (schema/034_multi_sub.sql: per-row probes
+     * through the aggregate (schema/033_multi_sub.sql: per-row probes
      * made a page cost O(rows x subscriptions of the node)). */
     [DB_DISPATCH_SUBSCRIBERS] = {"dispatch_subscribers", 3,
         "SELECT u.sub_id, u.jid, u.start_seq, u.subid, u.include_body, NULL::text AS via,"

@@ -264,7 +264,7 @@ static long long subscription_rows(struct fixture *f, const char *node, const ch
     long long v = h_sql_int(f->db, sql);
     free(sql);
     /* The dispatcher takes a JID's SubID headers from pubsub.multi_sub
-     * (schema 034): it must list the JID exactly when it holds several. */
+     * (schema 033): it must list the JID exactly when it holds several. */
     sql = h_strf("SELECT count(*) FROM pubsub.multi_sub m JOIN pubsub.node n USING (node_id) "
                  "WHERE n.name = '%s' AND m.jid = '%s'", node, jid);
     ck_assert_msg(h_sql_int(f->db, sql) == (v > 1 ? 1 : 0),
@@ -655,11 +655,18 @@ START_TEST(multi_subscribe)
 }
 END_TEST
 
-/* A bare and a full JID of one account are separate entities (§6.1.7):
- * each hears once. */
+/* res is one row whose first column is "ok"; clears res. */
+static void assert_sql_ok(PGresult *res, const char *what)
+{
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                      strcmp(PQgetvalue(res, 0, 0), "ok") == 0,
+                  "%s: %s", what, PQresultErrorMessage(res));
+    PQclear(res);
+}
+
 /* A JID's second subscription added while another transaction removes a
  * third: the trigger that keeps pubsub.multi_sub must not lose the JID
- * (schema 034).  Unsubscribe waits for the node lock the subscribe holds;
+ * (schema 033).  Unsubscribe waits for the node lock the subscribe holds;
  * before it did, it counted the JID's subscriptions without the one being
  * added and removed the row, so the JID then got two notifications per
  * event without SubID headers. */
@@ -679,11 +686,9 @@ START_TEST(multi_subscribe_race)
                   "two database sessions");
     PQclear(PQexec(t1, "BEGIN"));
     const char *sub_params[] = {"race", aj, aj, "{\"deliver\":false}"};
-    PGresult *res = PQexecParams(t1, "SELECT status FROM pubsub.subscribe($1, $2, $3, $4::jsonb)",
-                                 4, NULL, sub_params, NULL, NULL, 0);
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "ok") == 0,
-                  "third subscription (uncommitted): %s", PQresultErrorMessage(res));
-    PQclear(res);
+    assert_sql_ok(PQexecParams(t1, "SELECT status FROM pubsub.subscribe($1, $2, $3, $4::jsonb)",
+                               4, NULL, sub_params, NULL, NULL, 0),
+                  "third subscription (uncommitted)");
     const char *unsub_params[] = {"race", aj, a};
     ck_assert_int_eq(PQsendQueryParams(t2, "SELECT pubsub.unsubscribe($1, $2, $3)", 3, NULL,
                                        unsub_params, NULL, NULL, 0), 1);
@@ -691,10 +696,8 @@ START_TEST(multi_subscribe_race)
     ck_assert_int_eq(PQconsumeInput(t2), 1);
     ck_assert_msg(PQisBusy(t2), "unsubscribe did not wait for the node lock");
     PQclear(PQexec(t1, "COMMIT"));
-    res = PQgetResult(t2);
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "ok") == 0,
-                  "unsubscribe: %s", PQresultErrorMessage(res));
-    PQclear(res);
+    assert_sql_ok(PQgetResult(t2), "unsubscribe");
+    PGresult *res;
     while ((res = PQgetResult(t2)) != NULL)
         PQclear(res);
     PQfinish(t1);
@@ -709,6 +712,8 @@ START_TEST(multi_subscribe_race)
 }
 END_TEST
 
+/* A bare and a full JID of one account are separate entities (§6.1.7):
+ * each hears once. */
 START_TEST(multi_bare_and_full)
 {
     struct fixture f;

@@ -1,4 +1,4 @@
--- 034_multi_sub.sql: the JIDs holding several subscriptions to a node, kept
+-- 033_multi_sub.sql: the JIDs holding several subscriptions to a node, kept
 -- in a table of their own, so the dispatcher's page of subscribers is one
 -- index range scan.
 --
