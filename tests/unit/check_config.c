@@ -435,6 +435,12 @@ START_TEST(test_out_of_range)
                   "value of \"db_pool_size\" is out of range");
     load_fails_at("shutdown_timeout_ms = -1\n", 1,
                   "value of \"shutdown_timeout_ms\" is out of range");
+    /* Below 4 the dispatcher's periodic queries would starve its claims. */
+    load_fails_at("db_max_queued = 3\n", 1, "value of \"db_max_queued\" is out of range");
+    load_fails_at("dispatch_handoff_max = -1\n", 1,
+                  "value of \"dispatch_handoff_max\" is out of range");
+    load_fails_at("dispatch_commit_interval_ms = 60001\n", 1,
+                  "value of \"dispatch_commit_interval_ms\" is out of range");
 
     /* The bounds themselves are accepted. */
     struct config cfg;
@@ -446,6 +452,12 @@ START_TEST(test_out_of_range)
                   "max_payload_bytes = 4096\n");
     ck_assert_int_eq(cfg.xmpp_port, 65535);
     ck_assert_int_eq(cfg.max_stanza_bytes, 4096);
+    config_free(&cfg);
+    load_ok(&cfg, "db_max_queued = 4\ndispatch_handoff_max = 0\n"
+                  "dispatch_commit_interval_ms = 0\n");
+    ck_assert_int_eq(cfg.db_max_queued, 4);
+    ck_assert_int_eq(cfg.dispatch_handoff_max, 0);
+    ck_assert_int_eq(cfg.dispatch_commit_interval_ms, 0);
     config_free(&cfg);
 }
 END_TEST
