@@ -145,10 +145,8 @@ void disco_items(struct server *s, struct iq_request *req, const struct xnode *q
     }
     struct rsm_request rsm;
     int rc = rsm_parse(query, &rsm);
-    if (rc == 0 && rsm.has_index) {
-        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+    if (rc == 0 && pubsub_refuse_rsm_index(s, req, &rsm)) {
         rsm_free(&rsm);
-        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
         return;
     }
     if (rc != 0 || (rsm.has_before && rsm.before[0])) {

@@ -262,6 +262,8 @@ static void dispatcher_claim_cb(void *arg, const PGresult *res, const char *erro
             log_warn("dispatcher: claim failed (%s): resetting the connection", error);
             db_conn_reset(&d->db, "claim timed out");
         }
+        /* The woken ids went with it: look at every node at the next poll. */
+        d->scan_again = true;
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
@@ -315,14 +317,15 @@ static void dispatcher_claim(struct dispatcher *d)
     snprintf(limit, sizeof limit, "%d", room);
     const char *params[] = {held.data, limit, wanted.data};
     bool any = d->claim_any;
-    d->nwoken = 0;
-    d->claim_any = false;
-    if (any)
-        d->polls_since_scan = 0;
+    /* Refused (the queue is full): the woken ids stay for the next kick. */
     if (db_conn_submit(&d->db, any ? DB_DISPATCH_CLAIM_ANY : DB_DISPATCH_CLAIM, any ? 2 : 3,
                        params, dispatcher_claim_cb, d) == PS_OK) {
         d->claim_in_flight = true;
         d->claim_in_flight_any = any;
+        d->nwoken = 0;
+        d->claim_any = false;
+        if (any)
+            d->polls_since_scan = 0;
     }
     buf_free(&held);
     buf_free(&wanted);

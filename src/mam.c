@@ -33,7 +33,7 @@ static void mam_query_free(void *p)
 
 static const struct xmpp_error ERR_MAM_BAD = {"modify", "bad-request", NULL, NULL};
 
-/* Loose XEP-0082 DateTime check (the database parses it for real). */
+/* An archive id (after-id, before-id, an RSM after/before): the decimal seq of the item. */
 static bool mam_is_seq(const char *s)
 {
     return *s && strlen(s) < 19 && strspn(s, "0123456789") == strlen(s);
@@ -182,11 +182,9 @@ void mam_handle(struct server *s, struct iq_request *req, const struct xnode *qu
         bad = "malformed result set request";
     else if (bad)
         memset(&rsm, 0, sizeof rsm);
-    if (bad == NULL && rsm.has_index) {
-        /* XEP-0059 §2.5: pages are named by archive ids, not positions. */
+    if (bad == NULL && pubsub_refuse_rsm_index(s, req, &rsm)) {
         rsm_free(&rsm);
         form_free(&f);
-        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
         return;
     }
     if (bad == NULL && ((rsm.after && !mam_is_seq(rsm.after)) ||

@@ -8,6 +8,7 @@
 
 #include "jid.h"
 #include "log.h"
+#include "rsm.h"
 
 struct status_error {
     const char *status;
@@ -164,6 +165,15 @@ void pubsub_call_submit(struct pubsub_call *call, enum db_stmt stmt, int nparams
     }
     s->requests_in_flight++;
     (*slot)++;
+}
+
+bool pubsub_refuse_rsm_index(struct server *s, struct iq_request *req,
+                             const struct rsm_request *rsm)
+{
+    if (!rsm->has_index)
+        return false;
+    pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+    return true;
 }
 
 /* A child of <pubsub/> that is not an XEP-0060 request pubsubd knows. */

@@ -65,6 +65,12 @@ const char *pubsub_require_node(struct server *s, struct iq_request **reqp, cons
 /* Answers and frees req. */
 void pubsub_reply_error(struct server *s, struct iq_request *req, const struct xmpp_error *err,
                         const char *text);
+struct rsm_request;
+/* XEP-0059 §2.5: a page by index MAY be refused with 501, and is (pages
+ * are named by stable ids).  When rsm asks for one: answers and frees req,
+ * returns true (rsm stays the caller's). */
+bool pubsub_refuse_rsm_index(struct server *s, struct iq_request *req,
+                             const struct rsm_request *rsm);
 
 /* Handlers (take ownership of req). */
 void pubsub_create(struct server *s, struct iq_request *req, const struct xnode *create,

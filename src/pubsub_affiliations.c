@@ -39,10 +39,8 @@ static int list_page(struct server *s, struct iq_request **reqp, const struct xn
     struct rsm_request rsm;
     const char *why = NULL;
     int rc = rsm_parse(el->parent, &rsm);
-    if (rc == 0 && rsm.has_index) {
-        /* XEP-0059 §2.5: a page by index MAY be refused with 501. */
+    if (rc == 0 && pubsub_refuse_rsm_index(s, *reqp, &rsm)) {
         rsm_free(&rsm);
-        pubsub_reply_error(s, *reqp, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
         *reqp = NULL;
         return -1;
     }

@@ -72,10 +72,8 @@ static bool parse_seq(const char *s, char *out, size_t n)
 static void pubsub_items_paged(struct server *s, struct iq_request *req, const char *node,
                                const struct rsm_request *rsm)
 {
-    if (rsm->has_index) {
-        pubsub_reply_error(s, req, &ERR_FEATURE_NOT_IMPLEMENTED, "result set index");
+    if (pubsub_refuse_rsm_index(s, req, rsm))
         return;
-    }
     long max = s->cfg->max_items_per_request;
     if (rsm->max >= 0 && rsm->max < max)
         max = rsm->max;
