@@ -15,7 +15,7 @@
 -- checks below are the fast-path checks of publish_auto, as a WHERE clause)
 -- and the item ids are distinct; otherwise each element goes through
 -- pubsub.publish_auto() in order, which gives each its own status.
--- Returns one row per element, in array order; the audience (025) comes
+-- Returns one row per element, in array order; the audience (030) comes
 -- with the last one.
 
 CREATE FUNCTION pubsub.publish_batch(p_node text, p_item_ids text[], p_payloads text[],
@@ -119,7 +119,7 @@ BEGIN
                                            || coalesce(current_setting('pubsub.instance', true), ''));
     END IF;
     -- One row per publish (RETURN NEXT: no query to set up); the audience
-    -- (see 025) with the last one only.
+    -- (see 030) with the last one only.
     FOR i IN 1..v_n LOOP
         status := 'ok';
         seq := v_last - v_n + i;

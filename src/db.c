@@ -38,7 +38,7 @@ struct db_statement {
  * pipeline (group commit): they report failures as status words, so a
  * group rarely aborts, and when it does its members are retried alone.
  * Only statements of one class share a transaction: a dispatch commit
- * turns synchronous_commit off for its transaction (schema 026), which a
+ * turns synchronous_commit off for its transaction (schema 031), which a
  * publish, acknowledged as durable, must never share.  The dispatcher's
  * reads (class 3) share one too: a fetch's events and subscriptions cost
  * one sync instead of two; each statement still takes its own snapshot
@@ -597,7 +597,8 @@ static void db_migrate_apply(struct db_conn *c)
     buf_printf(&sql, "SET pubsub.max_nodes_per_owner = %d;", c->cfg->max_nodes_per_owner);
     buf_printf(&sql, "SET pubsub.max_subscriptions_per_jid = %d;",
                c->cfg->max_subscriptions_per_jid);
-    /* Publishes return the audience and tag their NOTIFY (schema 025). */
+    /* Publishes return the audience (up to audience_max subscriptions) and
+     * tag their NOTIFY (schemas 030, 033). */
     buf_printf(&sql, "SET pubsub.audience = on; SET pubsub.instance = '%s';", db_instance_tag());
     buf_printf(&sql, "SET pubsub.audience_max = %d;", c->cfg->dispatch_handoff_max);
     buf_puts(&sql, "COMMIT;");

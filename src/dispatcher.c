@@ -1119,7 +1119,8 @@ void dispatcher_wake(struct dispatcher *d, long long node_id)
         loop_timer_arm(d->s->loop, &d->kick_timer, 0, dispatcher_kick_fired, d);
 }
 
-/* A NOTIFY from a committed change: "node_id" or "node_id:seq".  A node
+/* A NOTIFY from a committed change: "node_id", "node_id:seq" or
+ * "node_id:seq:instance" (the publishing process's tag; its own are skipped).  A node
  * this dispatcher has already read up to seq needs no wake-up (its own
  * process's publishes wake it directly, before the NOTIFY arrives). */
 static void dispatcher_on_notify(void *arg, const char *channel, const char *payload)
