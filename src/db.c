@@ -254,13 +254,13 @@ static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_REDRIVE] = {"redrive", 2, "SELECT status, count FROM pubsub.redrive($1, $2)"},
     [DB_TAKE_OWNER_NOTICES] = {"take_owner_notices", 1,
         "SELECT owner, node, jid, subid, state FROM pubsub.take_owner_notices($1)"},
-    /* Never submitted: db_pump sends waiting DB_PUBLISHes to one node as
-     * one of these (node, item ids, payloads, publishers, payload
-     * namespaces, auto-create configuration); one row per publish, in
-     * order, with DB_PUBLISH's columns. */
+    /* Never submitted: db_pump sends waiting DB_PUBLISHes as one of these
+     * (nodes, item ids, payloads, publishers, payload namespaces, one
+     * element per publish; the auto-create configuration); one row per
+     * publish, in order, with DB_PUBLISH's columns. */
     [DB_PUBLISH_BATCH] = {"publish_batch", 6,
         "SELECT status, seq, node_id, audience"
-        " FROM pubsub.publish_batch($1, $2::text[], $3::text[], $4::text[], $5::text[],"
+        " FROM pubsub.publish_batch($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
         " $6::jsonb)"},
 };
 
@@ -688,37 +688,47 @@ static bool db_str_eq(const char *a, const char *b)
 }
 
 /* May `next` ride in the DB_PUBLISH_BATCH that `first` leads?  Plain
- * publishes to the same node (no publish-options) with the same
- * auto-create configuration. */
+ * publishes (no publish-options) with the same auto-create configuration. */
 static bool db_may_batch(const struct db_query *first, const struct db_query *next)
 {
-    return next && next->kind == DBQ_STATEMENT && next->stmt == DB_PUBLISH && !next->solo &&
+    return next->kind == DBQ_STATEMENT && next->stmt == DB_PUBLISH && !next->solo &&
            next->params[PUB_PRECONDITIONS] == NULL &&
-           db_str_eq(first->params[PUB_NODE], next->params[PUB_NODE]) &&
            db_str_eq(first->params[PUB_CREATE], next->params[PUB_CREATE]);
 }
 
+/* The nodes whose next waiting publish could not ride in a batch: their
+ * later publishes wait behind it.  Past DB_BATCH_HELD_MAX such nodes the
+ * batch stops growing. */
+#define DB_BATCH_HELD_MAX 8
+
+static bool db_node_held(const char *const *held, int nheld, const char *node)
+{
+    for (int i = 0; i < nheld; i++)
+        if (db_str_eq(held[i], node))
+            return true;
+    return false;
+}
+
 /*
- * Takes off `waiting` the publishes that can ride in x's batch: those to
- * x's node in the run of plain publishes that follows x (up to the first
- * other statement), in order.  Publishes to other nodes in that run are
- * left in place, so the batch moves ahead of them: they are independent
- * (another node, and the same transaction), while the order of each
- * node's requests is kept.  A publish to x's node that cannot ride
- * (publish-options, another auto-create configuration) ends the batch.
+ * Takes off `waiting` the publishes that can ride in x's batch: the run of
+ * publishes that follows x (up to the first other statement), in order,
+ * to any node.  A publish that cannot ride (publish-options, another
+ * auto-create configuration) stays where it is, and so do the later
+ * publishes to its node: each node's requests keep their order, while
+ * requests to different nodes are independent (and share the transaction).
  */
 static void db_take_batch(struct db_conn *c, const struct db_query *x, int group,
                           struct db_queue *rest)
 {
     size_t bytes = x->params[PUB_PAYLOAD] ? strlen(x->params[PUB_PAYLOAD]) : 0;
+    const char *held[DB_BATCH_HELD_MAX];
+    int nheld = 0;
     struct db_query *prev = NULL, *m = c->waiting.head;
-    while (m && m->kind == DBQ_STATEMENT && m->stmt == DB_PUBLISH && !m->solo &&
+    while (m && m->kind == DBQ_STATEMENT && m->stmt == DB_PUBLISH &&
            group + rest->count < c->cfg->db_group_max &&
            c->sent.count + rest->count + 2 < c->cfg->db_max_pipeline && bytes < DB_BATCH_BYTES) {
         struct db_query *next = m->next;
-        if (!db_str_eq(x->params[PUB_NODE], m->params[PUB_NODE])) {
-            prev = m; /* another node: stays where it is */
-        } else if (db_may_batch(x, m)) {
+        if (!db_node_held(held, nheld, m->params[PUB_NODE]) && db_may_batch(x, m)) {
             if (prev)
                 prev->next = next;
             else
@@ -729,7 +739,12 @@ static void db_take_batch(struct db_conn *c, const struct db_query *x, int group
             bytes += m->params[PUB_PAYLOAD] ? strlen(m->params[PUB_PAYLOAD]) : 0;
             db_queue_push(rest, m);
         } else {
-            break; /* the node's next request cannot ride: keep the order */
+            if (!db_node_held(held, nheld, m->params[PUB_NODE])) {
+                if (nheld == DB_BATCH_HELD_MAX)
+                    break;
+                held[nheld++] = m->params[PUB_NODE];
+            }
+            prev = m; /* stays where it is */
         }
         m = next;
     }
@@ -760,20 +775,20 @@ static void db_array_add(struct buf *b, const char *s)
  */
 static bool db_send_batch(struct db_conn *c, struct db_query *x, struct db_queue *rest, bool sync)
 {
-    struct buf arr[4] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT};
-    static const int cols[4] = {PUB_ITEM_ID, PUB_PAYLOAD, PUB_PUBLISHER, PUB_PAYLOAD_NS};
-    for (int k = 0; k < 4; k++) {
+    struct buf arr[5] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT};
+    static const int cols[5] = {PUB_NODE, PUB_ITEM_ID, PUB_PAYLOAD, PUB_PUBLISHER, PUB_PAYLOAD_NS};
+    for (int k = 0; k < 5; k++) {
         buf_puts(&arr[k], "{");
         db_array_add(&arr[k], x->params[cols[k]]);
         for (struct db_query *m = rest->head; m; m = m->next)
             db_array_add(&arr[k], m->params[cols[k]]);
         buf_puts(&arr[k], "}");
     }
-    const char *params[6] = {x->params[PUB_NODE], arr[0].data, arr[1].data, arr[2].data,
-                             arr[3].data, x->params[PUB_CREATE]};
+    const char *params[6] = {arr[0].data, arr[1].data, arr[2].data, arr[3].data, arr[4].data,
+                             x->params[PUB_CREATE]};
     int ok = PQsendQueryPrepared(c->pg, db_statements[DB_PUBLISH_BATCH].name, 6, params, NULL,
                                  NULL, 0);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         buf_free(&arr[k]);
     x->batch = rest->count + 1;
     x->group_end = false;

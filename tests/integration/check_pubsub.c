@@ -1098,14 +1098,15 @@ static char *sql_text(struct fixture *f, const char *sql)
 }
 
 /*
- * Publish IQs sent back to back arrive together, and db.c sends the ones
- * to one node as one pubsub.publish_batch() call: every publish gets its
- * own result, the seqs follow the order of the requests, a repeated item
- * id in the burst overwrites (the function's one-by-one path), and each
- * subscriber gets every notification once, in order.  Then the function
- * itself: the batch path, a refused publisher in the middle of a batch
- * (one by one: each its own status), trimming to max_items across a
- * batch larger than max_items.
+ * Publish IQs sent back to back arrive together, and db.c sends them as
+ * one pubsub.publish_batch() call, whatever their nodes: every publish gets
+ * its own result, each node's seqs follow the order of its requests, a
+ * repeated item id in the burst overwrites (the function's one-by-one
+ * path for that node), and each subscriber gets every notification once,
+ * in order.  Then the function itself: the batch path, a refused publisher
+ * in the middle of a batch (one by one for that node: each its own status,
+ * while another node in the same call takes the batch path), trimming to
+ * max_items across a batch larger than max_items.
  */
 START_TEST(test_publish_burst)
 {
@@ -1113,12 +1114,17 @@ START_TEST(test_publish_burst)
     struct fixture f;
     fixture_up(&f, 1);
     struct h_client *alice = connect_user("alice");
+    struct h_client *bob = connect_user("bob");
     char *node = h_uid("burst");
+    char *node2 = h_uid("burst2");
     create_node(&f, f.owner, node);
+    create_node(&f, f.owner, node2);
     long long nid = node_id_of(&f, node);
+    long long nid2 = node_id_of(&f, node2);
     long long sa = subscribe(&f, alice, node);
+    long long sa2 = subscribe(&f, bob, node2); /* one node per subscriber: an order to check */
 
-    char *ids[N], *item_ids[N], *payloads[N];
+    char *ids[N], *ids2[N], *item_ids[N], *payloads[N];
     for (int i = 0; i < N; i++) {
         /* item 12 repeats item 5's id: an overwrite inside the burst */
         item_ids[i] = h_strf("b%d", i == 12 ? 5 : i);
@@ -1129,6 +1135,18 @@ START_TEST(test_publish_burst)
                            f.jid, ids[i], node, item_ids[i], payloads[i]);
         h_send(f.owner, xml);
         free(xml);
+        /* and one to the other node between them */
+        ids2[i] = h_uid("burst2");
+        xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
+                     "'><publish node='%s'><item id='c%d'>%s</item></publish></pubsub></iq>",
+                     f.jid, ids2[i], node2, i, payloads[i]);
+        h_send(f.owner, xml);
+        free(xml);
+    }
+    for (int i = 0; i < N; i++) {
+        xmpp_stanza_t *r = h_wait_reply(f.owner, ids2[i], IQ_TIMEOUT_MS);
+        h_assert_result(f.proc, r, "publish to the other node in a burst");
+        xmpp_stanza_release(r);
     }
     for (int i = 0; i < N; i++) {
         xmpp_stanza_t *r = h_wait_reply(f.owner, ids[i], IQ_TIMEOUT_MS);
@@ -1139,10 +1157,22 @@ START_TEST(test_publish_burst)
         free(expected);
         xmpp_stanza_release(r);
     }
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         expect_item(&f, alice, nid, i + 1, sa, node, item_ids[i], payloads[i]);
+        char *cid = h_strf("c%d", i);
+        expect_item(&f, bob, nid2, i + 1, sa2, node2, cid, payloads[i]);
+        free(cid);
+    }
     char *sql = h_strf("SELECT count(*) FROM pubsub.event WHERE node_id = %lld", nid);
     ck_assert_int_eq(h_sql_int(f.db, sql), N);
+    free(sql);
+    /* node2's items: c0..c19 with seqs 1..20, in request order */
+    sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld AND seq = "
+                 "substr(item_id, 2)::int + 1", nid2);
+    ck_assert_int_eq(h_sql_int(f.db, sql), N);
+    free(sql);
+    sql = h_strf("SELECT last_seq * 1000 + item_count FROM pubsub.node WHERE node_id = %lld", nid2);
+    ck_assert_int_eq(h_sql_int(f.db, sql), N * 1000 + N);
     free(sql);
     sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld", nid);
     ck_assert_int_eq(h_sql_int(f.db, sql), N - 1);
@@ -1154,43 +1184,72 @@ START_TEST(test_publish_burst)
     /* The function: three by the owner in one batch. */
     const char *owner = h_client_bare_jid(f.owner);
     sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-'), ',') FROM "
-                 "pubsub.publish_batch('%s', '{x1,x2,x3}', '{<a/>,<b/>,<c/>}', '{%s,%s,%s}', "
-                 "'{\"\",\"\",\"\"}', NULL)", node, owner, owner, owner);
+                 "pubsub.publish_batch('{%s,%s,%s}', '{x1,x2,x3}', '{<a/>,<b/>,<c/>}', "
+                 "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
+                 node, node, node, owner, owner, owner);
     char *got = sql_text(&f, sql);
     ck_assert_str_eq(got, "ok:21,ok:22,ok:23");
     free(got);
     free(sql);
-    /* alice has no publisher affiliation: refused, the others publish. */
-    sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-'), ',') FROM "
-                 "pubsub.publish_batch('%s', '{y1,y2,y3}', '{<a/>,<b/>,<c/>}', '{%s,%s,%s}', "
-                 "'{\"\",\"\",\"\"}', NULL)", node, owner, h_client_bare_jid(alice), owner);
+    /* alice has no publisher affiliation: refused, the others to that node
+     * publish; node2's, interleaved, take the batch path. */
+    sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-') || ':' || "
+                 "coalesce(node_id::text, '-'), ',') FROM "
+                 "pubsub.publish_batch('{%s,%s,%s,%s,%s}', '{y1,d1,y2,d2,y3}', "
+                 "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
+                 "'{\"\",\"\",\"\",\"\",\"\"}', NULL)",
+                 node, node2, node, node2, node, owner, owner, h_client_bare_jid(alice), owner,
+                 owner);
     got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "ok:24,forbidden:-,ok:25");
+    char *want = h_strf("ok:24:%lld,ok:21:%lld,forbidden:-:%lld,ok:22:%lld,ok:25:%lld", nid,
+                        nid2, nid, nid2, nid);
+    ck_assert_str_eq(got, want);
+    free(want);
+    free(got);
+    free(sql);
+    sql = h_strf("SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) FROM pubsub.event "
+                 "WHERE node_id = %lld AND seq > %d", nid2, N);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "d1:21,d2:22");
+    free(got);
+    free(sql);
+    /* A node that does not exist (no auto-create here) between two that
+     * do: item-not-found for it alone. */
+    sql = h_strf("SELECT string_agg(status, ',') FROM "
+                 "pubsub.publish_batch('{%s,nosuchnode-%s,%s}', '{w1,w2,w3}', '{<a/>,<b/>,<c/>}', "
+                 "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
+                 node2, node, node, owner, owner, owner);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "ok,item-not-found,ok");
     free(got);
     free(sql);
     /* max_items 3, a batch of 5: the 3 newest stay. */
     sql = h_strf("UPDATE pubsub.node_config SET max_items = 3 WHERE node_id = %lld", nid);
     PQclear(h_sql(f.db, sql));
     free(sql);
-    sql = h_strf("SELECT count(*) FROM pubsub.publish_batch('%s', '{z1,z2,z3,z4,z5}', "
-                 "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', '{\"\",\"\",\"\",\"\",\"\"}',"
-                 " NULL) WHERE status = 'ok'", node, owner, owner, owner, owner, owner);
+    sql = h_strf("SELECT count(*) FROM pubsub.publish_batch('{%s,%s,%s,%s,%s}', "
+                 "'{z1,z2,z3,z4,z5}', '{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
+                 "'{\"\",\"\",\"\",\"\",\"\"}', NULL) WHERE status = 'ok'",
+                 node, node, node, node, node, owner, owner, owner, owner, owner);
     ck_assert_int_eq(h_sql_int(f.db, sql), 5);
     free(sql);
     sql = h_strf("SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) || ' ' || "
                  "(SELECT item_count FROM pubsub.node WHERE node_id = %lld) "
                  "FROM pubsub.item WHERE node_id = %lld", nid, nid);
     got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "z3:28,z4:29,z5:30 3");
+    ck_assert_str_eq(got, "z3:29,z4:30,z5:31 3");
     free(got);
     free(sql);
 
     for (int i = 0; i < N; i++) {
         free(ids[i]);
+        free(ids2[i]);
         free(item_ids[i]);
         free(payloads[i]);
     }
     free(node);
+    free(node2);
+    h_client_disconnect(bob);
     h_client_disconnect(alice);
     fixture_down(&f);
 }
