@@ -9,9 +9,11 @@
 -- publishes to any number of nodes, and one statement of each kind serves
 -- them all (pgbench, 8 publishes over 4 nodes: 1.56 -> 0.95 ms; 8 to one
 -- node: 0.80 -> 0.85 ms):
---   * with several nodes, they are locked in node_id order first (two
---     batches that share nodes, say of two pubsubd processes, cannot
---     deadlock);
+--   * with several nodes, they are locked in node_id order first, so two
+--     calls that share nodes (say of two pubsubd processes) cannot deadlock
+--     with each other (other statements of the same transactions can still
+--     lock in another order: a deadlock aborts the group, whose members then
+--     run alone);
 --   * one update takes each node's seqs; a node takes the batch path when
 --     every publish of the batch to it would succeed (the checks of
 --     publish_auto's fast path) and its item ids are distinct;
@@ -72,8 +74,8 @@ BEGIN
        AND cardinality(p_publishers) = v_n AND cardinality(p_payload_ns) = v_n THEN
         IF NOT (p_nodes[1] = ALL (p_nodes)) THEN
             -- Several nodes: locked in node_id order first (ORDER BY is
-            -- applied before FOR UPDATE), so that two batches sharing nodes
-            -- cannot deadlock.
+            -- applied before FOR UPDATE), so that two calls sharing nodes
+            -- cannot deadlock with each other.
             PERFORM 1 FROM pubsub.node nd WHERE nd.name = ANY (p_nodes) AND NOT nd.deleted
             ORDER BY nd.node_id FOR UPDATE;
         END IF;
@@ -154,7 +156,10 @@ BEGIN
         -- max_items, its oldest go too.
         v_gone := array_fill(NULL::bigint, ARRAY[cardinality(v_names)]);
         FOR j IN 1..cardinality(v_names) LOOP
-            IF v_nodes[j].keep AND v_nodes[j].item_count + v_new[j] > v_nodes[j].max_items THEN
+            -- As publish_auto: only a publish that added an item trims (an
+            -- overwrite leaves the count as it is, even above max_items).
+            IF v_nodes[j].keep AND v_new[j] > 0
+               AND v_nodes[j].item_count + v_new[j] > v_nodes[j].max_items THEN
                 v_gone[j] := pubsub.trim_oldest_items(
                     v_nodes[j].node_id, v_nodes[j].trim_seq,
                     v_nodes[j].item_count + v_new[j] - v_nodes[j].max_items);

@@ -728,7 +728,8 @@ static void db_take_batch(struct db_conn *c, const struct db_query *x, int group
            group + rest->count < c->cfg->db_group_max &&
            c->sent.count + rest->count + 2 < c->cfg->db_max_pipeline && bytes < DB_BATCH_BYTES) {
         struct db_query *next = m->next;
-        if (!db_node_held(held, nheld, m->params[PUB_NODE]) && db_may_batch(x, m)) {
+        bool is_held = db_node_held(held, nheld, m->params[PUB_NODE]);
+        if (!is_held && db_may_batch(x, m)) {
             if (prev)
                 prev->next = next;
             else
@@ -739,7 +740,7 @@ static void db_take_batch(struct db_conn *c, const struct db_query *x, int group
             bytes += m->params[PUB_PAYLOAD] ? strlen(m->params[PUB_PAYLOAD]) : 0;
             db_queue_push(rest, m);
         } else {
-            if (!db_node_held(held, nheld, m->params[PUB_NODE])) {
+            if (!is_held) {
                 if (nheld == DB_BATCH_HELD_MAX)
                     break;
                 held[nheld++] = m->params[PUB_NODE];
@@ -767,6 +768,19 @@ static void db_array_add(struct buf *b, const char *s)
     buf_puts(b, "\"");
 }
 
+/* How many distinct nodes x and `rest` publish to (for the debug log). */
+static int db_batch_nodes(const struct db_query *x, const struct db_queue *rest)
+{
+    int n = 1;
+    for (const struct db_query *m = rest->head; m; m = m->next) {
+        bool seen = db_str_eq(x->params[PUB_NODE], m->params[PUB_NODE]);
+        for (const struct db_query *p = rest->head; p != m && !seen; p = p->next)
+            seen = db_str_eq(p->params[PUB_NODE], m->params[PUB_NODE]);
+        n += seen ? 0 : 1;
+    }
+    return n;
+}
+
 /*
  * Sends x and the n - 1 queries in `rest` (already taken off `waiting`) as
  * one DB_PUBLISH_BATCH, then pushes them all on `sent`: x receives the
@@ -790,6 +804,9 @@ static bool db_send_batch(struct db_conn *c, struct db_query *x, struct db_queue
                                  NULL, 0);
     for (int k = 0; k < 5; k++)
         buf_free(&arr[k]);
+    if (LOG_LEVEL_DEBUG <= log_current_level)
+        log_debug("database %s: a batch of %d publishes to %d node(s)", c->label,
+                  rest->count + 1, db_batch_nodes(x, rest));
     x->batch = rest->count + 1;
     x->group_end = false;
     db_queue_push(&c->sent, x);

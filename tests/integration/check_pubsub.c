@@ -1108,11 +1108,27 @@ static char *sql_text(struct fixture *f, const char *sql)
  * while another node in the same call takes the batch path), trimming to
  * max_items across a batch larger than max_items.
  */
+/* Publish options on a node's publish in a burst: that publish cannot ride
+ * in a batch, so the node's later publishes must wait behind it. */
+#define BURST_OPTIONS                                                          \
+    "<publish-options><x xmlns='jabber:x:data' type='submit'>"                 \
+    "<field var='FORM_TYPE' type='hidden'><value>" H_NS_PUBSUB                 \
+    "#publish-options</value></field><field var='pubsub#access_model'>"        \
+    "<value>open</value></field></x></publish-options>"
+
+/* A node's items as id:seq in seq order, then its item_count (node id twice). */
+#define ITEMS_OF                                                               \
+    "SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) || ' ' || "    \
+    "(SELECT item_count FROM pubsub.node WHERE node_id = %lld) "                \
+    "FROM pubsub.item WHERE node_id = %lld"
+
 START_TEST(test_publish_burst)
 {
     enum { N = 20 };
+    /* One database connection: both nodes' publishes queue on it. */
+    static const char *const env[] = {"PUBSUBD_DB_POOL_SIZE=1", NULL};
     struct fixture f;
-    fixture_up(&f, 1);
+    fixture_up_env(&f, 1, env);
     struct h_client *alice = connect_user("alice");
     struct h_client *bob = connect_user("bob");
     char *node = h_uid("burst");
@@ -1123,6 +1139,18 @@ START_TEST(test_publish_burst)
     long long nid2 = node_id_of(&f, node2);
     long long sa = subscribe(&f, alice, node);
     long long sa2 = subscribe(&f, bob, node2); /* one node per subscriber: an order to check */
+    char *node3 = h_uid("burst3"); /* created by its publish in the burst */
+    char *id3 = h_uid("burst3");
+
+    /* The first publish of the burst waits for this node lock, so the
+     * others queue behind it and go as one group. */
+    PGconn *blocker = PQconnectdb(f.db);
+    ck_assert_int_eq(PQstatus(blocker), CONNECTION_OK);
+    char *sql = h_strf("BEGIN; SELECT 1 FROM pubsub.node WHERE node_id = %lld FOR UPDATE", nid);
+    PGresult *res = PQexec(blocker, sql);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    free(sql);
 
     char *ids[N], *ids2[N], *item_ids[N], *payloads[N];
     for (int i = 0; i < N; i++) {
@@ -1138,11 +1166,34 @@ START_TEST(test_publish_burst)
         /* and one to the other node between them */
         ids2[i] = h_uid("burst2");
         xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
-                     "'><publish node='%s'><item id='c%d'>%s</item></publish></pubsub></iq>",
-                     f.jid, ids2[i], node2, i, payloads[i]);
+                     "'><publish node='%s'><item id='c%d'>%s</item></publish>%s</pubsub></iq>",
+                     f.jid, ids2[i], node2, i, payloads[i], i == 7 ? BURST_OPTIONS : "");
         h_send(f.owner, xml);
         free(xml);
+        if (i == 3) {
+            /* and one that auto-creates a node */
+            xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
+                         "'><publish node='%s'><item id='n1'>%s</item></publish></pubsub></iq>",
+                         f.jid, id3, node3, payloads[i]);
+            h_send(f.owner, xml);
+            free(xml);
+        }
     }
+    /* The first publish waits for the lock: then let the rest arrive. */
+    int waits = 0;
+    for (int t = 0; t < 100 && waits == 0; t++) {
+        h_pump(50); /* the clients' loops: the burst leaves and arrives */
+        waits = h_sql_int(f.db, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+    }
+    ck_assert_msg(waits > 0, "the first publish of the burst never waited for the node lock");
+    h_pump(300);
+    res = PQexec(blocker, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(blocker);
+    xmpp_stanza_t *r3 = h_wait_reply(f.owner, id3, IQ_TIMEOUT_MS);
+    h_assert_result(f.proc, r3, "publish that auto-creates a node in a burst");
+    xmpp_stanza_release(r3);
     for (int i = 0; i < N; i++) {
         xmpp_stanza_t *r = h_wait_reply(f.owner, ids2[i], IQ_TIMEOUT_MS);
         h_assert_result(f.proc, r, "publish to the other node in a burst");
@@ -1163,7 +1214,15 @@ START_TEST(test_publish_burst)
         expect_item(&f, bob, nid2, i + 1, sa2, node2, cid, payloads[i]);
         free(cid);
     }
-    char *sql = h_strf("SELECT count(*) FROM pubsub.event WHERE node_id = %lld", nid);
+    /* The waiting publishes went as one batch over several nodes. */
+    ck_assert_msg(h_proc_log_contains(f.proc, "publishes to 3 node(s)") ||
+                      h_proc_log_contains(f.proc, "publishes to 2 node(s)"),
+                  "no publish batch over several nodes in the log %s", h_proc_log_path(f.proc));
+    sql = h_strf("SELECT count(*) FROM pubsub.item i JOIN pubsub.node n USING (node_id) "
+                 "WHERE n.name = '%s' AND i.item_id = 'n1' AND i.seq = 1", node3);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
+    sql = h_strf("SELECT count(*) FROM pubsub.event WHERE node_id = %lld", nid);
     ck_assert_int_eq(h_sql_int(f.db, sql), N);
     free(sql);
     /* node2's items: c0..c19 with seqs 1..20, in request order */
@@ -1241,6 +1300,95 @@ START_TEST(test_publish_burst)
     free(got);
     free(sql);
 
+    /* Two nodes on the batch path in one call, each with its own count:
+     * node2 (23 items) gets max_items 4.  First only overwrites there (no
+     * trim, as publish_auto: the count stays above max_items) and a new
+     * item on node (its oldest goes). */
+    sql = h_strf("UPDATE pubsub.node_config SET max_items = 4 WHERE node_id = %lld", nid2);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+    sql = h_strf("SELECT string_agg(status || ':' || seq, ',') FROM "
+                 "pubsub.publish_batch('{%s,%s,%s}', '{c0,v1,c1}', '{<a/>,<b/>,<c/>}', "
+                 "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)", node2, node, node2, owner,
+                 owner, owner);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "ok:24,ok:32,ok:25");
+    free(got);
+    free(sql);
+    sql = h_strf("SELECT count(*) * 1000 + (SELECT item_count FROM pubsub.node WHERE node_id = "
+                 "%lld) FROM pubsub.item WHERE node_id = %lld", nid2, nid2);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 23 * 1000 + 23);
+    free(sql);
+    sql = h_strf(ITEMS_OF, nid, nid);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "z4:30,z5:31,v1:32 3");
+    free(got);
+    free(sql);
+    /* Then new items on both: each node keeps its max_items newest. */
+    sql = h_strf("SELECT count(*) FROM pubsub.publish_batch('{%s,%s,%s,%s}', '{v2,e1,v3,e2}', "
+                 "'{<a/>,<b/>,<c/>,<d/>}', '{%s,%s,%s,%s}', '{\"\",\"\",\"\",\"\"}', NULL) "
+                 "WHERE status = 'ok'", node, node2, node, node2, owner, owner, owner, owner);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 4);
+    free(sql);
+    sql = h_strf(ITEMS_OF, nid, nid);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "v1:32,v2:33,v3:34 3");
+    free(got);
+    free(sql);
+    sql = h_strf(ITEMS_OF, nid2, nid2);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "c0:24,c1:25,e1:26,e2:27 4");
+    free(got);
+    free(sql);
+
+    /* A node that keeps no items and one without notifications, in one
+     * call with a node to auto-create (the configuration of node2). */
+    char *quiet = h_uid("quiet");
+    char *fresh = h_uid("fresh");
+    create_node(&f, f.owner, quiet);
+    long long nq = node_id_of(&f, quiet);
+    sql = h_strf("UPDATE pubsub.node_config SET persist_items = false WHERE node_id = %lld; "
+                 "UPDATE pubsub.node_config SET deliver_notifications = false "
+                 "WHERE node_id = %lld", nid, nq);
+    PQclear(h_sql(f.db, sql));
+    free(sql);
+    sql = h_strf("SELECT string_agg(status || ':' || seq, ',') FROM "
+                 "pubsub.publish_batch('{%s,%s,%s,%s,%s}', '{p1,q1,p2,f1,f2}', "
+                 "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
+                 "'{\"\",\"\",\"\",\"\",\"\"}', "
+                 "(SELECT to_jsonb(c) - 'node_id' FROM pubsub.node_config c "
+                 "WHERE c.node_id = %lld))",
+                 node, quiet, node, fresh, fresh, owner, owner, owner, owner, owner, nid2);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "ok:35,ok:1,ok:36,ok:1,ok:2");
+    free(got);
+    free(sql);
+    /* node: no new items (v1-v3 stay), outbox rows for p1 and p2;
+     * quiet: the item, no outbox row; fresh: created, both items. */
+    sql = h_strf(ITEMS_OF, nid, nid);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "v1:32,v2:33,v3:34 3");
+    free(got);
+    free(sql);
+    sql = h_strf("SELECT string_agg(item_id, ',' ORDER BY seq) FROM pubsub.event "
+                 "WHERE node_id = %lld AND seq > 34", nid);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "p1,p2");
+    free(got);
+    free(sql);
+    sql = h_strf("SELECT (SELECT count(*) FROM pubsub.item WHERE node_id = %lld) * 10 + "
+                 "(SELECT count(*) FROM pubsub.event WHERE node_id = %lld)", nq, nq);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 10);
+    free(sql);
+    sql = h_strf("SELECT string_agg(i.item_id || ':' || i.seq, ',' ORDER BY i.seq) FROM "
+                 "pubsub.item i JOIN pubsub.node n USING (node_id) WHERE n.name = '%s'", fresh);
+    got = sql_text(&f, sql);
+    ck_assert_str_eq(got, "f1:1,f2:2");
+    free(got);
+    free(sql);
+    free(quiet);
+    free(fresh);
+
     for (int i = 0; i < N; i++) {
         free(ids[i]);
         free(ids2[i]);
@@ -1249,6 +1397,8 @@ START_TEST(test_publish_burst)
     }
     free(node);
     free(node2);
+    free(node3);
+    free(id3);
     h_client_disconnect(bob);
     h_client_disconnect(alice);
     fixture_down(&f);
