@@ -18,6 +18,7 @@
 #include "harness.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1097,6 +1098,27 @@ static char *sql_text(struct fixture *f, const char *sql)
     return v;
 }
 
+/* Asserts that the query (a format) returns one value, as text, equal to want. */
+static void expect_sql_text(struct fixture *f, const char *want, const char *fmt, ...)
+    H_PRINTF_LIKE(3, 4);
+static void expect_sql_text(struct fixture *f, const char *want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    ck_assert_int_ge(n, 0);
+    char *sql = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(sql);
+    va_start(ap, fmt);
+    vsnprintf(sql, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    char *got = sql_text(f, sql);
+    ck_assert_msg(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", sql, got, want);
+    free(got);
+    free(sql);
+}
+
 /*
  * Publish IQs sent back to back arrive together, and db.c sends them as
  * one pubsub.publish_batch() call, whatever their nodes: every publish gets
@@ -1242,46 +1264,34 @@ START_TEST(test_publish_burst)
 
     /* The function: three by the owner in one batch. */
     const char *owner = h_client_bare_jid(f.owner);
-    sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-'), ',') FROM "
-                 "pubsub.publish_batch('{%s,%s,%s}', '{x1,x2,x3}', '{<a/>,<b/>,<c/>}', "
-                 "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
-                 node, node, node, owner, owner, owner);
-    char *got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "ok:21,ok:22,ok:23");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "ok:21,ok:22,ok:23",
+                    "SELECT string_agg(status || ':' || coalesce(seq::text, '-'), ',') FROM "
+                    "pubsub.publish_batch('{%s,%s,%s}', '{x1,x2,x3}', '{<a/>,<b/>,<c/>}', "
+                    "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
+                    node, node, node, owner, owner, owner);
     /* alice has no publisher affiliation: refused, the others to that node
      * publish; node2's, interleaved, take the batch path. */
-    sql = h_strf("SELECT string_agg(status || ':' || coalesce(seq::text, '-') || ':' || "
-                 "coalesce(node_id::text, '-'), ',') FROM "
-                 "pubsub.publish_batch('{%s,%s,%s,%s,%s}', '{y1,d1,y2,d2,y3}', "
-                 "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
-                 "'{\"\",\"\",\"\",\"\",\"\"}', NULL)",
-                 node, node2, node, node2, node, owner, owner, h_client_bare_jid(alice), owner,
-                 owner);
-    got = sql_text(&f, sql);
     char *want = h_strf("ok:24:%lld,ok:21:%lld,forbidden:-:%lld,ok:22:%lld,ok:25:%lld", nid,
                         nid2, nid, nid2, nid);
-    ck_assert_str_eq(got, want);
+    expect_sql_text(&f, want,
+                    "SELECT string_agg(status || ':' || coalesce(seq::text, '-') || ':' || "
+                    "coalesce(node_id::text, '-'), ',') FROM "
+                    "pubsub.publish_batch('{%s,%s,%s,%s,%s}', '{y1,d1,y2,d2,y3}', "
+                    "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
+                    "'{\"\",\"\",\"\",\"\",\"\"}', NULL)",
+                    node, node2, node, node2, node, owner, owner, h_client_bare_jid(alice),
+                    owner, owner);
     free(want);
-    free(got);
-    free(sql);
-    sql = h_strf("SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) FROM pubsub.event "
-                 "WHERE node_id = %lld AND seq > %d", nid2, N);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "d1:21,d2:22");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "d1:21,d2:22",
+                    "SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) "
+                    "FROM pubsub.event WHERE node_id = %lld AND seq > %d", nid2, N);
     /* A node that does not exist (no auto-create here) between two that
      * do: item-not-found for it alone. */
-    sql = h_strf("SELECT string_agg(status, ',') FROM "
-                 "pubsub.publish_batch('{%s,nosuchnode-%s,%s}', '{w1,w2,w3}', '{<a/>,<b/>,<c/>}', "
-                 "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
-                 node2, node, node, owner, owner, owner);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "ok,item-not-found,ok");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "ok,item-not-found,ok",
+                    "SELECT string_agg(status, ',') FROM "
+                    "pubsub.publish_batch('{%s,nosuchnode-%s,%s}', '{w1,w2,w3}', "
+                    "'{<a/>,<b/>,<c/>}', '{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
+                    node2, node, node, owner, owner, owner);
     /* max_items 3, a batch of 5: the 3 newest stay. */
     sql = h_strf("UPDATE pubsub.node_config SET max_items = 3 WHERE node_id = %lld", nid);
     PQclear(h_sql(f.db, sql));
@@ -1292,13 +1302,7 @@ START_TEST(test_publish_burst)
                  node, node, node, node, node, owner, owner, owner, owner, owner);
     ck_assert_int_eq(h_sql_int(f.db, sql), 5);
     free(sql);
-    sql = h_strf("SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) || ' ' || "
-                 "(SELECT item_count FROM pubsub.node WHERE node_id = %lld) "
-                 "FROM pubsub.item WHERE node_id = %lld", nid, nid);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "z3:29,z4:30,z5:31 3");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "z3:29,z4:30,z5:31 3", ITEMS_OF, nid, nid);
 
     /* Two nodes on the batch path in one call, each with its own count:
      * node2 (23 items) gets max_items 4.  First only overwrites there (no
@@ -1307,39 +1311,24 @@ START_TEST(test_publish_burst)
     sql = h_strf("UPDATE pubsub.node_config SET max_items = 4 WHERE node_id = %lld", nid2);
     PQclear(h_sql(f.db, sql));
     free(sql);
-    sql = h_strf("SELECT string_agg(status || ':' || seq, ',') FROM "
-                 "pubsub.publish_batch('{%s,%s,%s}', '{c0,v1,c1}', '{<a/>,<b/>,<c/>}', "
-                 "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)", node2, node, node2, owner,
-                 owner, owner);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "ok:24,ok:32,ok:25");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "ok:24,ok:32,ok:25",
+                    "SELECT string_agg(status || ':' || seq, ',') FROM "
+                    "pubsub.publish_batch('{%s,%s,%s}', '{c0,v1,c1}', '{<a/>,<b/>,<c/>}', "
+                    "'{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
+                    node2, node, node2, owner, owner, owner);
     sql = h_strf("SELECT count(*) * 1000 + (SELECT item_count FROM pubsub.node WHERE node_id = "
                  "%lld) FROM pubsub.item WHERE node_id = %lld", nid2, nid2);
     ck_assert_int_eq(h_sql_int(f.db, sql), 23 * 1000 + 23);
     free(sql);
-    sql = h_strf(ITEMS_OF, nid, nid);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "z4:30,z5:31,v1:32 3");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "z4:30,z5:31,v1:32 3", ITEMS_OF, nid, nid);
     /* Then new items on both: each node keeps its max_items newest. */
     sql = h_strf("SELECT count(*) FROM pubsub.publish_batch('{%s,%s,%s,%s}', '{v2,e1,v3,e2}', "
                  "'{<a/>,<b/>,<c/>,<d/>}', '{%s,%s,%s,%s}', '{\"\",\"\",\"\",\"\"}', NULL) "
                  "WHERE status = 'ok'", node, node2, node, node2, owner, owner, owner, owner);
     ck_assert_int_eq(h_sql_int(f.db, sql), 4);
     free(sql);
-    sql = h_strf(ITEMS_OF, nid, nid);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "v1:32,v2:33,v3:34 3");
-    free(got);
-    free(sql);
-    sql = h_strf(ITEMS_OF, nid2, nid2);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "c0:24,c1:25,e1:26,e2:27 4");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "v1:32,v2:33,v3:34 3", ITEMS_OF, nid, nid);
+    expect_sql_text(&f, "c0:24,c1:25,e1:26,e2:27 4", ITEMS_OF, nid2, nid2);
 
     /* A node that keeps no items and one without notifications, in one
      * call with a node to auto-create (the configuration of node2). */
@@ -1352,40 +1341,28 @@ START_TEST(test_publish_burst)
                  "WHERE node_id = %lld", nid, nq);
     PQclear(h_sql(f.db, sql));
     free(sql);
-    sql = h_strf("SELECT string_agg(status || ':' || seq, ',') FROM "
-                 "pubsub.publish_batch('{%s,%s,%s,%s,%s}', '{p1,q1,p2,f1,f2}', "
-                 "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
-                 "'{\"\",\"\",\"\",\"\",\"\"}', "
-                 "(SELECT to_jsonb(c) - 'node_id' FROM pubsub.node_config c "
-                 "WHERE c.node_id = %lld))",
-                 node, quiet, node, fresh, fresh, owner, owner, owner, owner, owner, nid2);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "ok:35,ok:1,ok:36,ok:1,ok:2");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "ok:35,ok:1,ok:36,ok:1,ok:2",
+                    "SELECT string_agg(status || ':' || seq, ',') FROM "
+                    "pubsub.publish_batch('{%s,%s,%s,%s,%s}', '{p1,q1,p2,f1,f2}', "
+                    "'{<a/>,<b/>,<c/>,<d/>,<e/>}', '{%s,%s,%s,%s,%s}', "
+                    "'{\"\",\"\",\"\",\"\",\"\"}', "
+                    "(SELECT to_jsonb(c) - 'node_id' FROM pubsub.node_config c "
+                    "WHERE c.node_id = %lld))",
+                    node, quiet, node, fresh, fresh, owner, owner, owner, owner, owner, nid2);
     /* node: no new items (v1-v3 stay), outbox rows for p1 and p2;
      * quiet: the item, no outbox row; fresh: created, both items. */
-    sql = h_strf(ITEMS_OF, nid, nid);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "v1:32,v2:33,v3:34 3");
-    free(got);
-    free(sql);
-    sql = h_strf("SELECT string_agg(item_id, ',' ORDER BY seq) FROM pubsub.event "
-                 "WHERE node_id = %lld AND seq > 34", nid);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "p1,p2");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "v1:32,v2:33,v3:34 3", ITEMS_OF, nid, nid);
+    expect_sql_text(&f, "p1,p2",
+                    "SELECT string_agg(item_id, ',' ORDER BY seq) FROM pubsub.event "
+                    "WHERE node_id = %lld AND seq > 34", nid);
     sql = h_strf("SELECT (SELECT count(*) FROM pubsub.item WHERE node_id = %lld) * 10 + "
                  "(SELECT count(*) FROM pubsub.event WHERE node_id = %lld)", nq, nq);
     ck_assert_int_eq(h_sql_int(f.db, sql), 10);
     free(sql);
-    sql = h_strf("SELECT string_agg(i.item_id || ':' || i.seq, ',' ORDER BY i.seq) FROM "
-                 "pubsub.item i JOIN pubsub.node n USING (node_id) WHERE n.name = '%s'", fresh);
-    got = sql_text(&f, sql);
-    ck_assert_str_eq(got, "f1:1,f2:2");
-    free(got);
-    free(sql);
+    expect_sql_text(&f, "f1:1,f2:2",
+                    "SELECT string_agg(i.item_id || ':' || i.seq, ',' ORDER BY i.seq) FROM "
+                    "pubsub.item i JOIN pubsub.node n USING (node_id) WHERE n.name = '%s'",
+                    fresh);
     free(quiet);
     free(fresh);
 
