@@ -49,6 +49,8 @@ static int db_group_class(enum db_stmt stmt)
     switch (stmt) {
     case DB_PUBLISH:
     case DB_RETRACT:
+    case DB_SUBSCRIBE:
+    case DB_UNSUBSCRIBE:
         return 1;
     case DB_DISPATCH_COMMIT:
         return 2;
@@ -885,6 +887,9 @@ static void db_pump(struct db_conn *c)
         }
         if (!join && db_query_commits(x))
             c->commit_groups++;
+        if (!join && group + size - 1 > 1)
+            log_debug("database %s: a group of %d statements in one transaction", c->label,
+                      group + size - 1);
         group = join ? group + size : 1;
         any = true;
     }

@@ -1382,6 +1382,76 @@ START_TEST(test_publish_burst)
 }
 END_TEST
 
+/*
+ * Subscribes share the group commit like publishes: a burst of subscribe
+ * requests to one node that queue behind a held node lock goes as one
+ * transaction, and each still gets its own result and subscription.
+ */
+START_TEST(test_subscribe_burst)
+{
+    enum { N = 20 };
+    struct fixture f;
+    fixture_up(&f, 1);
+    struct h_client *alice = connect_user("alice");
+    char *node = h_uid("subburst");
+    create_node(&f, f.owner, node);
+    long long nid = node_id_of(&f, node);
+
+    PGconn *blocker = PQconnectdb(f.db);
+    ck_assert_int_eq(PQstatus(blocker), CONNECTION_OK);
+    char *sql = h_strf("BEGIN; SELECT 1 FROM pubsub.node WHERE node_id = %lld FOR UPDATE", nid);
+    PGresult *res = PQexec(blocker, sql);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    free(sql);
+    char *ids[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = h_uid("subburst");
+        char *xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
+                           "'><subscribe node='%s' jid='%s/r%d'/></pubsub></iq>",
+                           f.jid, ids[i], node, h_client_bare_jid(alice), i);
+        h_send(alice, xml);
+        free(xml);
+    }
+    int waits = 0;
+    for (int t = 0; t < 100 && waits == 0; t++) {
+        h_pump(50);
+        waits = h_sql_int(f.db, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+    }
+    ck_assert_msg(waits > 0, "the first subscribe of the burst never waited for the node lock");
+    h_pump(300);
+    res = PQexec(blocker, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(blocker);
+
+    for (int i = 0; i < N; i++) {
+        xmpp_stanza_t *r = h_wait_reply(alice, ids[i], IQ_TIMEOUT_MS);
+        h_assert_result(f.proc, r, "subscribe in a burst");
+        xmpp_stanza_t *sub = h_child(h_child(r, "pubsub", H_NS_PUBSUB), "subscription", NULL);
+        char *jid = h_strf("%s/r%d", h_client_bare_jid(alice), i);
+        ck_assert_msg(sub != NULL && xmpp_stanza_get_attribute(sub, "subid") != NULL &&
+                          strcmp(xmpp_stanza_get_attribute(sub, "jid"), jid) == 0,
+                      "subscribe %d in a burst: no subscription of %s in the result", i, jid);
+        free(jid);
+        xmpp_stanza_release(r);
+        free(ids[i]);
+    }
+    /* The first went alone (it waited for the lock), the others together. */
+    char *line = h_strf("a group of %d statements in one transaction", N - 1);
+    ck_assert_msg(h_proc_log_contains(f.proc, line), "no \"%s\" in %s", line,
+                  h_proc_log_path(f.proc));
+    free(line);
+    expect_sql_text(&f, "20 20",
+                    "SELECT count(DISTINCT jid) || ' ' || count(DISTINCT subid) "
+                    "FROM pubsub.subscription WHERE node_id = %lld AND state = 'subscribed'", nid);
+
+    free(node);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
 /* ---- 7. two processes on one database ------------------------------------ */
 
 /*
@@ -1475,6 +1545,7 @@ static Suite *pubsub_suite(void)
     suite_add_tcase(s, tcase("bad_requests", test_bad_requests));
     suite_add_tcase(s, tcase("subscription_errors", test_subscription_errors));
     suite_add_tcase(s, tcase("publish_burst", test_publish_burst));
+    suite_add_tcase(s, tcase("subscribe_burst", test_subscribe_burst));
     suite_add_tcase(s, tcase("two_processes", test_two_processes));
     return s;
 }
