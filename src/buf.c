@@ -105,18 +105,32 @@ char *buf_steal(struct buf *b)
     return p;
 }
 
+void buf_put_backslashed(struct buf *b, const char *s, bool json_controls)
+{
+    static const char quotes[] = "\"\\";
+    static const char quotes_controls[] =
+        "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
+        "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f";
+    const char *special = json_controls ? quotes_controls : quotes;
+    for (;;) {
+        size_t run = strcspn(s, special); /* copied as one piece */
+        buf_append(b, s, run);
+        s += run;
+        if (*s == '\0')
+            return;
+        unsigned char c = (unsigned char)*s++;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            buf_append(b, esc, 2);
+        } else {
+            buf_printf(b, "\\u%04x", c);
+        }
+    }
+}
+
 void buf_put_json_string(struct buf *b, const char *s)
 {
     buf_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            buf_append(b, esc, 2);
-        } else if (*p < 0x20) {
-            buf_printf(b, "\\u%04x", *p);
-        } else {
-            buf_append(b, p, 1);
-        }
-    }
+    buf_put_backslashed(b, s, true);
     buf_puts(b, "\"");
 }

@@ -7,6 +7,7 @@
 #ifndef PUBSUBD_BUF_H
 #define PUBSUBD_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "alloc.h"
 
@@ -26,6 +27,11 @@ void buf_printf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
  * attribute values alike). */
 void buf_put_escaped(struct buf *b, const char *s);
 void buf_put_escaped_n(struct buf *b, const char *s, size_t n);
+/* Appends s with a backslash before each '"' and '\\' and, when
+ * json_controls, the bytes below 0x20 as \u00XX: the inside of a JSON string
+ * (json_controls) or of a quoted PostgreSQL array element.  Runs without
+ * special characters are copied as one piece. */
+void buf_put_backslashed(struct buf *b, const char *s, bool json_controls);
 /* Appends s as a JSON string literal (quoted, escaped). */
 void buf_put_json_string(struct buf *b, const char *s);
 /* Removes the first n bytes. */

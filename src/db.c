@@ -762,11 +762,7 @@ static void db_array_add(struct buf *b, const char *s)
         return;
     }
     buf_puts(b, "\"");
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_append(b, "\\", 1);
-        buf_append(b, p, 1);
-    }
+    buf_put_backslashed(b, s, false);
     buf_puts(b, "\"");
 }
 

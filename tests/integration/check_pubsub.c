@@ -1178,7 +1178,11 @@ START_TEST(test_publish_burst)
     for (int i = 0; i < N; i++) {
         /* item 12 repeats item 5's id: an overwrite inside the burst */
         item_ids[i] = h_strf("b%d", i == 12 ? 5 : i);
-        payloads[i] = test_payload(item_ids[i]);
+        /* item 4: a backslash and double quotes, which the batch's array
+         * literals must quote */
+        payloads[i] = i == 4 ? h_strf("<entry xmlns='" NS_TEST "'><title>back\\slash "
+                                      "\"q\" \\\"</title></entry>")
+                             : test_payload(item_ids[i]);
         ids[i] = h_uid("burst");
         char *xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
                            "'><publish node='%s'><item id='%s'>%s</item></publish></pubsub></iq>",
@@ -1193,9 +1197,11 @@ START_TEST(test_publish_burst)
         h_send(f.owner, xml);
         free(xml);
         if (i == 3) {
-            /* and one that auto-creates a node */
+            /* and one that auto-creates a node, its item id with a double
+             * quote and a backslash (quoted in the batch's array literal) */
             xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
-                         "'><publish node='%s'><item id='n1'>%s</item></publish></pubsub></iq>",
+                         "'><publish node='%s'><item id='n&quot;1\\'>%s</item></publish>"
+                         "</pubsub></iq>",
                          f.jid, id3, node3, payloads[i]);
             h_send(f.owner, xml);
             free(xml);
@@ -1236,12 +1242,22 @@ START_TEST(test_publish_burst)
         expect_item(&f, bob, nid2, i + 1, sa2, node2, cid, payloads[i]);
         free(cid);
     }
-    /* The waiting publishes went as one batch over several nodes. */
+    /* The waiting publishes went as one batch over several nodes, and it
+     * did not fail (a failed group runs again one by one, which would
+     * hide a malformed batch). */
     ck_assert_msg(h_proc_log_contains(f.proc, "publishes to 3 node(s)") ||
                       h_proc_log_contains(f.proc, "publishes to 2 node(s)"),
                   "no publish batch over several nodes in the log %s", h_proc_log_path(f.proc));
+    ck_assert_msg(!h_proc_log_contains(f.proc, "retrying each alone"),
+                  "a publish group failed: see %s", h_proc_log_path(f.proc));
+    /* item 4's payload reached the database as sent (node2's c4 took the
+     * batch path; the double quotes are &quot; in pubsubd's serialisation) */
+    sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld AND item_id = 'c4' "
+                 "AND strpos(payload, 'back\\slash &quot;q&quot; \\&quot;') > 0", nid2);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 1);
+    free(sql);
     sql = h_strf("SELECT count(*) FROM pubsub.item i JOIN pubsub.node n USING (node_id) "
-                 "WHERE n.name = '%s' AND i.item_id = 'n1' AND i.seq = 1", node3);
+                 "WHERE n.name = '%s' AND i.item_id = 'n\"1\\' AND i.seq = 1", node3);
     ck_assert_int_eq(h_sql_int(f.db, sql), 1);
     free(sql);
     sql = h_strf("SELECT count(*) FROM pubsub.event WHERE node_id = %lld", nid);
