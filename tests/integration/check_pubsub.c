@@ -1138,6 +1138,40 @@ static void expect_sql_text(struct fixture *f, const char *want, const char *fmt
     "#publish-options</value></field><field var='pubsub#access_model'>"        \
     "<value>open</value></field></x></publish-options>"
 
+/*
+ * A burst held back: lock_node() takes node nid's row lock on a connection
+ * of its own, so that the first request of a burst to that node waits in
+ * the database and the others queue behind it in pubsubd; release_node()
+ * waits until that first request is waiting (pumping the clients, so the
+ * burst leaves and arrives), lets the rest arrive, and commits.
+ */
+static PGconn *lock_node(struct fixture *f, long long nid)
+{
+    PGconn *blocker = PQconnectdb(f->db);
+    ck_assert_int_eq(PQstatus(blocker), CONNECTION_OK);
+    char *sql = h_strf("BEGIN; SELECT 1 FROM pubsub.node WHERE node_id = %lld FOR UPDATE", nid);
+    PGresult *res = PQexec(blocker, sql);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    free(sql);
+    return blocker;
+}
+
+static void release_node(struct fixture *f, PGconn *blocker, const char *what)
+{
+    int waits = 0;
+    for (int t = 0; t < 100 && waits == 0; t++) {
+        h_pump(50);
+        waits = h_sql_int(f->db, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+    }
+    ck_assert_msg(waits > 0, "the first %s of the burst never waited for the node lock", what);
+    h_pump(300);
+    PGresult *res = PQexec(blocker, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(blocker);
+}
+
 /* A node's items as id:seq in seq order, then its item_count (node id twice). */
 #define ITEMS_OF                                                               \
     "SELECT string_agg(item_id || ':' || seq, ',' ORDER BY seq) || ' ' || "    \
@@ -1164,15 +1198,9 @@ START_TEST(test_publish_burst)
     char *node3 = h_uid("burst3"); /* created by its publish in the burst */
     char *id3 = h_uid("burst3");
 
-    /* The first publish of the burst waits for this node lock, so the
-     * others queue behind it and go as one group. */
-    PGconn *blocker = PQconnectdb(f.db);
-    ck_assert_int_eq(PQstatus(blocker), CONNECTION_OK);
-    char *sql = h_strf("BEGIN; SELECT 1 FROM pubsub.node WHERE node_id = %lld FOR UPDATE", nid);
-    PGresult *res = PQexec(blocker, sql);
-    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
-    PQclear(res);
-    free(sql);
+    /* The first publish of the burst waits for node's lock, so the others
+     * queue behind it and go as one group. */
+    PGconn *blocker = lock_node(&f, nid);
 
     char *ids[N], *ids2[N], *item_ids[N], *payloads[N];
     for (int i = 0; i < N; i++) {
@@ -1207,18 +1235,7 @@ START_TEST(test_publish_burst)
             free(xml);
         }
     }
-    /* The first publish waits for the lock: then let the rest arrive. */
-    int waits = 0;
-    for (int t = 0; t < 100 && waits == 0; t++) {
-        h_pump(50); /* the clients' loops: the burst leaves and arrives */
-        waits = h_sql_int(f.db, "SELECT count(*) FROM pg_locks WHERE NOT granted");
-    }
-    ck_assert_msg(waits > 0, "the first publish of the burst never waited for the node lock");
-    h_pump(300);
-    res = PQexec(blocker, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    PQfinish(blocker);
+    release_node(&f, blocker, "publish");
     xmpp_stanza_t *r3 = h_wait_reply(f.owner, id3, IQ_TIMEOUT_MS);
     h_assert_result(f.proc, r3, "publish that auto-creates a node in a burst");
     xmpp_stanza_release(r3);
@@ -1252,8 +1269,8 @@ START_TEST(test_publish_burst)
                   "a publish group failed: see %s", h_proc_log_path(f.proc));
     /* item 4's payload reached the database as sent (node2's c4 took the
      * batch path; the double quotes are &quot; in pubsubd's serialisation) */
-    sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld AND item_id = 'c4' "
-                 "AND strpos(payload, 'back\\slash &quot;q&quot; \\&quot;') > 0", nid2);
+    char *sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld AND item_id = 'c4' "
+                       "AND strpos(payload, 'back\\slash &quot;q&quot; \\&quot;') > 0", nid2);
     ck_assert_int_eq(h_sql_int(f.db, sql), 1);
     free(sql);
     sql = h_strf("SELECT count(*) FROM pubsub.item i JOIN pubsub.node n USING (node_id) "
@@ -1413,13 +1430,7 @@ START_TEST(test_subscribe_burst)
     create_node(&f, f.owner, node);
     long long nid = node_id_of(&f, node);
 
-    PGconn *blocker = PQconnectdb(f.db);
-    ck_assert_int_eq(PQstatus(blocker), CONNECTION_OK);
-    char *sql = h_strf("BEGIN; SELECT 1 FROM pubsub.node WHERE node_id = %lld FOR UPDATE", nid);
-    PGresult *res = PQexec(blocker, sql);
-    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
-    PQclear(res);
-    free(sql);
+    PGconn *blocker = lock_node(&f, nid);
     char *ids[N];
     for (int i = 0; i < N; i++) {
         ids[i] = h_uid("subburst");
@@ -1429,17 +1440,7 @@ START_TEST(test_subscribe_burst)
         h_send(alice, xml);
         free(xml);
     }
-    int waits = 0;
-    for (int t = 0; t < 100 && waits == 0; t++) {
-        h_pump(50);
-        waits = h_sql_int(f.db, "SELECT count(*) FROM pg_locks WHERE NOT granted");
-    }
-    ck_assert_msg(waits > 0, "the first subscribe of the burst never waited for the node lock");
-    h_pump(300);
-    res = PQexec(blocker, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    PQfinish(blocker);
+    release_node(&f, blocker, "subscribe");
 
     for (int i = 0; i < N; i++) {
         xmpp_stanza_t *r = h_wait_reply(alice, ids[i], IQ_TIMEOUT_MS);
