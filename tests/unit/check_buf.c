@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "unit.h"
 
 /* What buf_put_backslashed appends to an empty buffer (caller frees). */
 static char *backslashed(const char *s, bool json_controls)
@@ -98,31 +99,13 @@ START_TEST(test_backslashed_long)
 }
 END_TEST
 
-static Suite *buf_suite(void)
+int main(void)
 {
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct unit_case cases[] = {
         {"backslashed_array_element", test_backslashed_array_element},
         {"backslashed_json", test_backslashed_json},
         {"escaped_xml", test_escaped_xml},
         {"backslashed_long", test_backslashed_long},
     };
-    Suite *s = suite_create("buf");
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(buf_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return UNIT_RUN("buf", cases);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "unit.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -785,13 +786,9 @@ START_TEST(test_example_loads)
 }
 END_TEST
 
-static Suite *config_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("config");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct unit_case cases[] = {
         {"field_table", test_field_table},
         {"defaults", test_defaults},
         {"good_file", test_good_file},
@@ -811,19 +808,5 @@ static Suite *config_suite(void)
         {"example_lists_every_key", test_example_lists_every_key},
         {"example_loads", test_example_loads},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return UNIT_RUN("config", cases);
 }

@@ -11,6 +11,7 @@
 #include "node_config.h"
 #include "rsm.h"
 #include "xml_stream.h"
+#include "unit.h"
 
 /* Parses one stanza-like element with the stream parser (the real one) and
  * calls fn on its tree. */
@@ -305,11 +306,7 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("forms");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct unit_case cases[] = {
         {"form_parse", test_form_parse},
         {"form_field_without_var", test_form_field_without_var},
         {"form_boolean", test_form_boolean},
@@ -319,14 +316,5 @@ int main(void)
         {"rsm_parse", test_rsm_parse},
         {"rsm_reply", test_rsm_reply},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return UNIT_RUN("forms", cases);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "jid.h"
+#include "unit.h"
 
 #define JID_PART_MAX 1023
 
@@ -295,13 +296,9 @@ START_TEST(test_item_id)
 }
 END_TEST
 
-static Suite *jid_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("jid");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct unit_case cases[] = {
         {"valid", test_valid_jids},
         {"invalid_shape", test_invalid_shape},
         {"invalid_local_chars", test_invalid_local_chars},
@@ -314,19 +311,5 @@ static Suite *jid_suite(void)
         {"node_id", test_node_id},
         {"item_id", test_item_id},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(jid_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return UNIT_RUN("jid", cases);
 }

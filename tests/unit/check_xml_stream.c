@@ -23,6 +23,7 @@
 #include "buf.h"
 #include "xml_stream.h"
 #include "xnode.h"
+#include "unit.h"
 
 #define NS_STREAMS "http://etherx.jabber.org/streams"
 #define NS_ACCEPT "jabber:component:accept"
@@ -1268,13 +1269,9 @@ START_TEST(test_too_deep_dropped)
 }
 END_TEST
 
-static Suite *xml_stream_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("xml_stream");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct unit_case cases[] = {
         {"recorded_whole", test_recorded_whole},
         {"recorded_byte_by_byte", test_recorded_byte_by_byte},
         {"recorded_random_chunks", test_recorded_random_chunks},
@@ -1301,20 +1298,5 @@ static Suite *xml_stream_suite(void)
         {"ns_recorded_payload", test_ns_recorded_payload},
         {"too_deep_dropped", test_too_deep_dropped},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(xml_stream_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return UNIT_RUN("xml_stream", cases);
 }
