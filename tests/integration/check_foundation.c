@@ -491,6 +491,29 @@ END_TEST
 /* ---- 9. a node held by a process that dies goes to the other one ------- */
 
 /* The node's advisory lock is held by some session (a dispatcher holds it). */
+/* Creates node through component jid as c (p is the process, for its log
+ * on failure). */
+static void create_as(struct h_proc *p, struct h_client *c, const char *jid, const char *node)
+{
+    char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>", node);
+    xmpp_stanza_t *r = iq_to(c, "set", jid, payload, IQ_TIMEOUT_MS);
+    h_assert_result(p, r, "create");
+    xmpp_stanza_release(r);
+    free(payload);
+}
+
+/* Subscribes c's own full JID to node through component jid. */
+static void subscribe_self(struct h_proc *p, struct h_client *c, const char *jid,
+                           const char *node)
+{
+    char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
+                           "</pubsub>", node, h_client_jid(c));
+    xmpp_stanza_t *r = iq_to(c, "set", jid, payload, IQ_TIMEOUT_MS);
+    h_assert_result(p, r, "subscribe");
+    xmpp_stanza_release(r);
+    free(payload);
+}
+
 static long long node_locked(const char *db, const char *node)
 {
     char *sql = h_strf("SELECT count(*) FROM pg_locks l JOIN pubsub.node n"
@@ -529,18 +552,8 @@ START_TEST(test_peer_death_takeover)
     struct h_client *alice = h_client_connect("alice");
     wait_up(p7, alice, jid7);
 
-    char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
-                           node);
-    xmpp_stanza_t *r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
-    h_assert_result(p7, r, "create");
-    xmpp_stanza_release(r);
-    free(payload);
-    payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
-                     "</pubsub>", node, h_client_jid(alice));
-    r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
-    h_assert_result(p7, r, "subscribe");
-    xmpp_stanza_release(r);
-    free(payload);
+    create_as(p7, alice, jid7, node);
+    subscribe_self(p7, alice, jid7, node);
 
     publish_sql(db, node, "i1");
     ck_assert_msg(h_wait_messages(alice, 1, 5000) >= 1, "no notification of i1");
@@ -594,18 +607,8 @@ static void backlog_after_restart(const char *label, const char *const *env)
     char *nodes[NODES];
     for (int i = 0; i < NODES; i++) {
         nodes[i] = h_uid("many");
-        char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
-                               nodes[i]);
-        xmpp_stanza_t *r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
-        h_assert_result(p, r, "create");
-        xmpp_stanza_release(r);
-        free(payload);
-        payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
-                         "</pubsub>", nodes[i], h_client_jid(alice));
-        r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
-        h_assert_result(p, r, "subscribe");
-        xmpp_stanza_release(r);
-        free(payload);
+        create_as(p, alice, jid, nodes[i]);
+        subscribe_self(p, alice, jid, nodes[i]);
     }
     h_pubsubd_stop(p);
     for (int i = 0; i < NODES; i++)
@@ -669,18 +672,8 @@ START_TEST(test_refused_link_claims_nothing)
     char *nodes[NODES];
     for (int i = 0; i < NODES; i++) {
         nodes[i] = h_uid("refused");
-        char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>",
-                               nodes[i]);
-        xmpp_stanza_t *r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
-        h_assert_result(p7, r, "create");
-        xmpp_stanza_release(r);
-        free(payload);
-        payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><subscribe node='%s' jid='%s'/>"
-                         "</pubsub>", nodes[i], h_client_jid(alice));
-        r = iq_to(alice, "set", jid7, payload, IQ_TIMEOUT_MS);
-        h_assert_result(p7, r, "subscribe");
-        xmpp_stanza_release(r);
-        free(payload);
+        create_as(p7, alice, jid7, nodes[i]);
+        subscribe_self(p7, alice, jid7, nodes[i]);
     }
 
     struct h_proc *p8 = h_pubsubd_start(jid7, db, NULL);
@@ -727,11 +720,7 @@ START_TEST(test_silent_node_not_claimed)
     struct h_client *alice = h_client_connect("alice");
     wait_up(p, alice, jid);
     char *node = h_uid("silent");
-    char *payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>", node);
-    xmpp_stanza_t *r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
-    h_assert_result(p, r, "create");
-    xmpp_stanza_release(r);
-    free(payload);
+    create_as(p, alice, jid, node);
     char *sql = h_strf("UPDATE pubsub.node_config c SET deliver_notifications = false FROM "
                        "pubsub.node n WHERE n.node_id = c.node_id AND n.name = '%s' "
                        "RETURNING c.node_id", node);
@@ -740,11 +729,7 @@ START_TEST(test_silent_node_not_claimed)
     /* A node of the usual kind next to it: its event is claimed (and so
      * logged), which shows the log would show the other's claims too. */
     char *loud = h_uid("loud");
-    payload = h_strf("<pubsub xmlns='" H_NS_PUBSUB "'><create node='%s'/></pubsub>", loud);
-    r = iq_to(alice, "set", jid, payload, IQ_TIMEOUT_MS);
-    h_assert_result(p, r, "create");
-    xmpp_stanza_release(r);
-    free(payload);
+    create_as(p, alice, jid, loud);
     sql = h_strf("SELECT node_id FROM pubsub.node WHERE name = '%s'", loud);
     long long loud_id = h_sql_int(db, sql);
     free(sql);
