@@ -27,7 +27,7 @@
 -- in one transaction: the k-th element of a node gets seq last_seq + k, the
 -- max_items newest items stay, one outbox row per publish.  Returns one row
 -- per element in array order; the audience (030) comes with each node's
--- last element.
+-- last element.  Arrays of different lengths are refused (SQLSTATE 22023).
 
 DROP FUNCTION pubsub.publish_batch(text, text[], text[], text[], text[], jsonb);
 
@@ -70,52 +70,57 @@ BEGIN
     IF v_n IS NULL OR v_n = 0 THEN
         RETURN;
     END IF;
-    IF cardinality(p_nodes) = v_n AND cardinality(p_payloads) = v_n
-       AND cardinality(p_publishers) = v_n AND cardinality(p_payload_ns) = v_n THEN
-        IF NOT (p_nodes[1] = ALL (p_nodes)) THEN
-            -- Several nodes: locked in node_id order first (ORDER BY is
-            -- applied before FOR UPDATE), so that two calls sharing nodes
-            -- cannot deadlock with each other.
-            PERFORM 1 FROM pubsub.node nd WHERE nd.name = ANY (p_nodes) AND NOT nd.deleted
-            ORDER BY nd.node_id FOR UPDATE;
-        END IF;
-        -- One update takes each node's seqs; a node is in it when every
-        -- publish of the batch to it would succeed (the checks of
-        -- publish_auto's fast path) and its item ids are distinct.
-        WITH k AS (
-            SELECT u.node, count(*) AS taken, count(DISTINCT u.item_id) AS distinct_ids
-            FROM unnest(p_nodes, p_item_ids) AS u(node, item_id)
-            GROUP BY u.node),
-        upd AS (
-            UPDATE pubsub.node nd SET last_seq = nd.last_seq + k.taken
-            FROM k, pubsub.node_config c
-            WHERE nd.name = k.node AND NOT nd.deleted AND nd.kind = 'leaf'
-              AND k.distinct_ids = k.taken AND c.node_id = nd.node_id
-              AND NOT EXISTS (
-                  SELECT 1
-                  FROM unnest(p_nodes, p_payloads, p_publishers, p_payload_ns)
-                       AS u(node, payload, publisher, ns)
-                  WHERE u.node = nd.name
-                    AND NOT ((u.payload IS NULL OR octet_length(u.payload) <= c.max_payload_size)
-                             AND (c.payload_type = '' OR u.payload IS NULL
-                                  OR u.ns IS NOT DISTINCT FROM c.payload_type)
-                             AND CASE WHEN c.publish_model = 'open'
-                                      THEN NOT EXISTS (SELECT 1 FROM pubsub.affiliation a
-                                                       WHERE a.node_id = nd.node_id
-                                                         AND a.jid = u.publisher
-                                                         AND a.affiliation = 'outcast')
-                                      ELSE EXISTS (SELECT 1 FROM pubsub.affiliation a
+    IF cardinality(p_nodes) IS DISTINCT FROM v_n OR cardinality(p_payloads) IS DISTINCT FROM v_n
+       OR cardinality(p_publishers) IS DISTINCT FROM v_n
+       OR cardinality(p_payload_ns) IS DISTINCT FROM v_n THEN
+        -- A caller's bug (pubsubd builds the arrays together): refused, not
+        -- guessed at.
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'publish_batch: the arrays differ in length';
+    END IF;
+    IF NOT (p_nodes[1] = ALL (p_nodes)) THEN
+        -- Several nodes: locked in node_id order first (ORDER BY is
+        -- applied before FOR UPDATE), so that two calls sharing nodes
+        -- cannot deadlock with each other.
+        PERFORM 1 FROM pubsub.node nd WHERE nd.name = ANY (p_nodes) AND NOT nd.deleted
+        ORDER BY nd.node_id FOR UPDATE;
+    END IF;
+    -- One update takes each node's seqs; a node is in it when every
+    -- publish of the batch to it would succeed (the checks of
+    -- publish_auto's fast path) and its item ids are distinct.
+    WITH k AS (
+        SELECT u.node, count(*) AS taken, count(DISTINCT u.item_id) AS distinct_ids
+        FROM unnest(p_nodes, p_item_ids) AS u(node, item_id)
+        GROUP BY u.node),
+    upd AS (
+        UPDATE pubsub.node nd SET last_seq = nd.last_seq + k.taken
+        FROM k, pubsub.node_config c
+        WHERE nd.name = k.node AND NOT nd.deleted AND nd.kind = 'leaf'
+          AND k.distinct_ids = k.taken AND c.node_id = nd.node_id
+          AND NOT EXISTS (
+              SELECT 1
+              FROM unnest(p_nodes, p_payloads, p_publishers, p_payload_ns)
+                   AS u(node, payload, publisher, ns)
+              WHERE u.node = nd.name
+                AND NOT ((u.payload IS NULL OR octet_length(u.payload) <= c.max_payload_size)
+                         AND (c.payload_type = '' OR u.payload IS NULL
+                              OR u.ns IS NOT DISTINCT FROM c.payload_type)
+                         AND CASE WHEN c.publish_model = 'open'
+                                  THEN NOT EXISTS (SELECT 1 FROM pubsub.affiliation a
                                                    WHERE a.node_id = nd.node_id
                                                      AND a.jid = u.publisher
-                                                     AND a.affiliation IN ('owner', 'publisher',
-                                                                           'publish-only')) END))
-            RETURNING nd.name,
-                      ROW(nd.node_id, nd.last_seq - k.taken, k.taken, nd.item_count, nd.trim_seq,
-                          nd.parent_id IS NOT NULL, c.persist_items AND c.max_items > 0,
-                          c.max_items, c.item_expire, c.deliver_notifications)::pubsub.batch_node
-                      AS node)
-        SELECT array_agg(upd.name), array_agg(upd.node) INTO v_names, v_nodes FROM upd;
-    END IF;
+                                                     AND a.affiliation = 'outcast')
+                                  ELSE EXISTS (SELECT 1 FROM pubsub.affiliation a
+                                               WHERE a.node_id = nd.node_id
+                                                 AND a.jid = u.publisher
+                                                 AND a.affiliation IN ('owner', 'publisher',
+                                                                       'publish-only')) END))
+        RETURNING nd.name,
+                  ROW(nd.node_id, nd.last_seq - k.taken, k.taken, nd.item_count, nd.trim_seq,
+                      nd.parent_id IS NOT NULL, c.persist_items AND c.max_items > 0,
+                      c.max_items, c.item_expire, c.deliver_notifications)::pubsub.batch_node
+                  AS node)
+    SELECT array_agg(upd.name), array_agg(upd.node) INTO v_names, v_nodes FROM upd;
 
     IF v_names IS NOT NULL THEN
         -- Element k of a node's elements (in array order) is seq first_seq + k.

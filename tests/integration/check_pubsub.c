@@ -1325,6 +1325,19 @@ START_TEST(test_publish_burst)
                     "pubsub.publish_batch('{%s,nosuchnode-%s,%s}', '{w1,w2,w3}', "
                     "'{<a/>,<b/>,<c/>}', '{%s,%s,%s}', '{\"\",\"\",\"\"}', NULL)",
                     node2, node, node, owner, owner, owner);
+    /* Arrays of different lengths: refused, nothing published. */
+    PGconn *conn = PQconnectdb(f.db);
+    ck_assert_int_eq(PQstatus(conn), CONNECTION_OK);
+    sql = h_strf("SELECT * FROM pubsub.publish_batch('{%s,%s}', '{m1}', '{<a/>}', '{%s}', "
+                 "'{\"\"}', NULL)", node2, node2, owner);
+    PGresult *bad = PQexec(conn, sql);
+    ck_assert_int_eq(PQresultStatus(bad), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(bad, PG_DIAG_SQLSTATE), "22023");
+    PQclear(bad);
+    PQfinish(conn);
+    free(sql);
+    expect_sql_text(&f, "0", "SELECT count(*) FROM pubsub.item WHERE node_id = %lld AND "
+                             "item_id = 'm1'", nid2);
     /* max_items 3, a batch of 5: the 3 newest stay. */
     sql = h_strf("UPDATE pubsub.node_config SET max_items = 3 WHERE node_id = %lld", nid);
     PQclear(h_sql(f.db, sql));
