@@ -589,6 +589,11 @@ START_TEST(test_round_trip)
                      "notification was received", nid, NODE_GONE_MS);
     }
     free(sql);
+    /* ... and with it its outbox rows and items (a trigger since 035). */
+    sql = h_strf("SELECT (SELECT count(*) FROM pubsub.event WHERE node_id = %lld)"
+                 " + (SELECT count(*) FROM pubsub.item WHERE node_id = %lld)", nid, nid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), 0);
+    free(sql);
 
     /* Nothing else was sent to anyone. */
     expect_no_message(&f, alice, "after the delete notification");
