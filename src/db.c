@@ -63,6 +63,11 @@ static int db_group_class(enum db_stmt stmt)
     }
 }
 
+bool db_stmt_groups_writes(enum db_stmt stmt)
+{
+    return db_group_class(stmt) == 1;
+}
+
 static const struct db_statement db_statements[DB_STMT_COUNT] = {
     [DB_LIST_NODES] = {"list_nodes", 2,
         "SELECT name FROM pubsub.node WHERE NOT deleted AND ($2::text IS NULL OR name > $2)"
@@ -1238,72 +1243,3 @@ void db_conn_free(struct db_conn *c)
     c->label = NULL;
 }
 
-/* ---- pool ----------------------------------------------------------------- */
-
-void db_pool_init(struct db_pool *p, struct loop *loop, const struct config *cfg,
-                  const struct db_handlers *h)
-{
-    p->n = cfg->db_pool_size;
-    p->conns = xcalloc((size_t)p->n, sizeof *p->conns);
-    for (int i = 0; i < p->n; i++) {
-        char label[32];
-        snprintf(label, sizeof label, "request-%d", i);
-        db_conn_init(&p->conns[i], loop, cfg, label, h);
-    }
-}
-
-void db_pool_start(struct db_pool *p)
-{
-    for (int i = 0; i < p->n; i++)
-        db_conn_start(&p->conns[i]);
-}
-
-bool db_pool_ready(const struct db_pool *p)
-{
-    for (int i = 0; i < p->n; i++)
-        if (db_conn_ready(&p->conns[i]))
-            return true;
-    return false;
-}
-
-static unsigned db_hash(const char *s)
-{
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (; s && *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
-int db_pool_submit(struct db_pool *p, const char *shard_key, enum db_stmt stmt,
-                   int nparams, const char *const *params, db_cb cb, void *arg)
-{
-    int first = (int)(db_hash(shard_key) % (unsigned)p->n);
-    for (int k = 0; k < p->n; k++) {
-        struct db_conn *c = &p->conns[(first + k) % p->n];
-        if (db_conn_ready(c))
-            return db_conn_submit(c, stmt, nparams, params, cb, arg);
-    }
-    return PS_ERROR;
-}
-
-int db_pool_outstanding(const struct db_pool *p)
-{
-    int n = 0;
-    for (int i = 0; i < p->n; i++)
-        n += db_conn_outstanding(&p->conns[i]);
-    return n;
-}
-
-void db_pool_close(struct db_pool *p)
-{
-    for (int i = 0; i < p->n; i++)
-        db_conn_close(&p->conns[i], "shutting down");
-}
-
-void db_pool_free(struct db_pool *p)
-{
-    for (int i = 0; i < p->n; i++)
-        db_conn_free(&p->conns[i]);
-    free(p->conns);
-    p->conns = NULL;
-}

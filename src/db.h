@@ -143,23 +143,9 @@ void db_conn_reset(struct db_conn *c, const char *why);
 void db_conn_close(struct db_conn *c, const char *why);
 void db_conn_free(struct db_conn *c);
 
-/* A set of connections for requests.  Queries with the same shard key go
- * to the same connection, so they execute in submission order. */
-struct db_pool {
-    struct db_conn *conns;
-    int n;
-};
-
-void db_pool_init(struct db_pool *p, struct loop *loop, const struct config *cfg,
-                  const struct db_handlers *h);
-void db_pool_start(struct db_pool *p);
-bool db_pool_ready(const struct db_pool *p);
-int db_pool_submit(struct db_pool *p, const char *shard_key, enum db_stmt stmt,
-                   int nparams, const char *const *params, db_cb cb,
-                   void *arg) MUSTCHECK;
-int db_pool_outstanding(const struct db_pool *p);
-void db_pool_close(struct db_pool *p);
-void db_pool_free(struct db_pool *p);
+/* Is stmt a write that shares a group commit with the others of its kind
+ * (publish, retract, subscribe, unsubscribe)? */
+bool db_stmt_groups_writes(enum db_stmt stmt);
 
 /* This process's tag (hex), set on each of its database sessions as
  * pubsub.instance: the NOTIFY of its own publishes end with it. */

@@ -2,8 +2,8 @@
  * redelivery.c - retries of bounced notifications and the outbox janitor.
  *
  * Owns no memory across calls: the state lives in pubsub.redelivery.  The
- * queries go through the request pool (shard key "redelivery", so they
- * run in order on one connection).
+ * queries go through the request pool (shard key "redelivery": those in
+ * flight together run in order on one connection).
  */
 #include "redelivery.h"
 

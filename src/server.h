@@ -11,7 +11,7 @@
 
 #include "component.h"
 #include "config.h"
-#include "db.h"
+#include "db_pool.h"
 #include "loop.h"
 
 struct dispatcher;

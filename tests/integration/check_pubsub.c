@@ -1162,7 +1162,7 @@ static PGconn *lock_node(struct fixture *f, long long nid)
     return blocker;
 }
 
-static void release_node(struct fixture *f, PGconn *blocker, const char *what)
+static void wait_for_lock_waiter(struct fixture *f, const char *what)
 {
     int waits = 0;
     for (int t = 0; t < 100 && waits == 0; t++) {
@@ -1170,6 +1170,11 @@ static void release_node(struct fixture *f, PGconn *blocker, const char *what)
         waits = h_sql_int(f->db, "SELECT count(*) FROM pg_locks WHERE NOT granted");
     }
     ck_assert_msg(waits > 0, "the first %s of the burst never waited for the node lock", what);
+}
+
+static void release_node(struct fixture *f, PGconn *blocker, const char *what)
+{
+    wait_for_lock_waiter(f, what);
     h_pump(300);
     PGresult *res = PQexec(blocker, "COMMIT");
     ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
@@ -1562,6 +1567,131 @@ START_TEST(test_two_processes)
 }
 END_TEST
 
+/*
+ * The connection a node's requests went to before writes were routed by
+ * load (db_pool.c): a hash of its name (FNV-1a) over the connections.
+ * Names are picked with it so that the old routing fails the test below.
+ */
+static unsigned hashed_conn(const char *node, unsigned nconns)
+{
+    unsigned h = 2166136261u;
+    for (const char *p = node; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % nconns;
+}
+
+/* A fresh node name whose hashed connection (of 2) is or is not conn's. */
+static char *node_name_on(const char *prefix, unsigned conn, bool same)
+{
+    for (;;) {
+        char *name = h_uid(prefix);
+        if ((hashed_conn(name, 2) == conn) == same)
+            return name;
+        free(name);
+    }
+}
+
+/* Sends a publish of item item_id to node as c without waiting; returns the
+ * IQ id (caller frees). */
+static char *send_publish(struct fixture *f, struct h_client *c, const char *node,
+                          const char *item_id)
+{
+    char *id = h_uid("pub");
+    char *payload = test_payload(item_id);
+    char *xml = h_strf("<iq type='set' to='%s' id='%s'><pubsub xmlns='" H_NS_PUBSUB
+                       "'><publish node='%s'><item id='%s'>%s</item></publish></pubsub></iq>",
+                       f->jid, id, node, item_id, payload);
+    h_send(c, xml);
+    free(xml);
+    free(payload);
+    return id;
+}
+
+static void expect_result(struct fixture *f, struct h_client *c, char *id, const char *what)
+{
+    xmpp_stanza_t *r = h_wait_reply(c, id, IQ_TIMEOUT_MS);
+    h_assert_result(f->proc, r, what);
+    xmpp_stanza_release(r);
+    free(id);
+}
+
+/*
+ * Writes are routed by load over the 2 default connections (db_pool.c):
+ * the waiting publishes of different nodes join one connection's group
+ * (one transaction, one batch), a node with requests in flight keeps its
+ * connection (its publishes stay in order), and once that connection's
+ * next group is full (db_group_max 4 here) a node with nothing in flight
+ * goes to the other connection instead of queueing behind it.
+ */
+START_TEST(test_write_routing)
+{
+    enum { N = 12 };
+    static const char *const env[] = {"PUBSUBD_DB_GROUP_MAX=4", NULL};
+    struct fixture f;
+    fixture_up_env(&f, 1, env);
+    char *a = h_uid("routea");
+    unsigned a_conn = hashed_conn(a, 2);
+    char *b = node_name_on("routeb", a_conn, false);
+    char *c = node_name_on("routec", a_conn, false);
+    char *d = node_name_on("routed", a_conn, true);
+    create_node(&f, f.owner, a);
+    create_node(&f, f.owner, b);
+    create_node(&f, f.owner, c);
+    create_node(&f, f.owner, d);
+    long long aid = node_id_of(&f, a);
+
+    /* 1. While a publish to a waits for a's lock, publishes to a, b and c
+     * (which a hash of their names would have put on the other
+     * connection) queue behind it and then go as one batch. */
+    PGconn *blocker = lock_node(&f, aid);
+    char *ids[N];
+    ids[0] = send_publish(&f, f.owner, a, "x0");
+    wait_for_lock_waiter(&f, "publish");
+    ids[1] = send_publish(&f, f.owner, a, "x1");
+    ids[2] = send_publish(&f, f.owner, b, "x0");
+    ids[3] = send_publish(&f, f.owner, c, "x0");
+    release_node(&f, blocker, "publish");
+    for (int i = 0; i < 4; i++)
+        expect_result(&f, f.owner, ids[i], "publish held behind a node lock");
+    ck_assert_msg(h_proc_log_contains(f.proc, "publishes to 3 node(s)"),
+                  "the publishes to 3 nodes did not go as one batch: see %s",
+                  h_proc_log_path(f.proc));
+
+    /* 2. N publishes to a wait behind its lock, more than a group; then
+     * publishes to d (same hashed connection as a) do not wait for them. */
+    blocker = lock_node(&f, aid);
+    for (int i = 0; i < N; i++) {
+        char *item = h_strf("a%d", i);
+        ids[i] = send_publish(&f, f.owner, a, item);
+        free(item);
+    }
+    char *d_ids[3];
+    for (int i = 0; i < 3; i++) {
+        char *item = h_strf("d%d", i);
+        d_ids[i] = send_publish(&f, f.owner, d, item);
+        free(item);
+    }
+    for (int i = 0; i < 3; i++)
+        expect_result(&f, f.owner, d_ids[i], "publish to another node while a is locked");
+    release_node(&f, blocker, "publish");
+    for (int i = 0; i < N; i++)
+        expect_result(&f, f.owner, ids[i], "publish behind a node lock");
+    /* a's items in request order (its later publishes stayed on its
+     * connection, behind the earlier ones) */
+    char *sql = h_strf("SELECT count(*) FROM pubsub.item WHERE node_id = %lld AND item_id LIKE 'a%%'"
+                       " AND seq = substr(item_id, 2)::int + 3", aid);
+    ck_assert_int_eq(h_sql_int(f.db, sql), N);
+    free(sql);
+    ck_assert_msg(!h_proc_log_contains(f.proc, "retrying each alone"),
+                  "a publish group failed: see %s", h_proc_log_path(f.proc));
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    fixture_down(&f);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *test)
 {
     TCase *tc = tcase_create(name);
@@ -1581,6 +1711,7 @@ static Suite *pubsub_suite(void)
     suite_add_tcase(s, tcase("subscription_errors", test_subscription_errors));
     suite_add_tcase(s, tcase("publish_burst", test_publish_burst));
     suite_add_tcase(s, tcase("subscribe_burst", test_subscribe_burst));
+    suite_add_tcase(s, tcase("write_routing", test_write_routing));
     suite_add_tcase(s, tcase("two_processes", test_two_processes));
     return s;
 }
