@@ -45,12 +45,17 @@ struct fixture {
     struct h_client *owner;
 };
 
-static void fixture_up(struct fixture *f)
+static void fixture_up_env(struct fixture *f, const char *const *env)
 {
     f->db = h_db_create();
-    f->proc = h_pubsubd_start(COMPONENT, f->db, NULL);
+    f->proc = h_pubsubd_start(COMPONENT, f->db, env);
     f->owner = h_client_connect("owner");
     h_wait_service_ready(f->proc, f->owner, COMPONENT, READY_TIMEOUT_MS);
+}
+
+static void fixture_up(struct fixture *f)
+{
+    fixture_up_env(f, NULL);
 }
 
 static void fixture_down(struct fixture *f)
@@ -504,6 +509,77 @@ START_TEST(leased_subscription)
 }
 END_TEST
 
+/* ---- the hand-off's kept audience ---------------------------------------- */
+
+/* c hears nothing within a short wait. */
+static void expect_silence(struct h_client *c, const char *what)
+{
+    xmpp_stanza_t *m = h_next_message(c, 700);
+    char *text = h_stanza_to_string(m);
+    ck_assert_msg(m == NULL, "%s: %s", what, text);
+    free(text);
+}
+
+/*
+ * The local hand-off (dispatcher.c) fans a publish out to the audience
+ * that came with its result, without reading the outbox, while the node
+ * stays claimed.  Every change of the subscriptions must reach the next
+ * notification all the same: a new subscriber hears it, one that left does
+ * not, and one whose lease ended does not, even before the janitor removes
+ * its row (dispatch_poll_ms is long here, which also keeps the node
+ * claimed in between).  A cache of the audience across publishes (tried in
+ * session 6, with a version moved by a trigger on pubsub.subscription)
+ * fails this test without the trigger and without the lease check.
+ */
+START_TEST(kept_audience)
+{
+    static const char *const env[] = {"PUBSUBD_DISPATCH_POLL_MS=600000", NULL};
+    struct fixture f;
+    fixture_up_env(&f, env);
+    create(&f, "kept");
+    struct h_client *alice = h_client_connect("alice");
+    struct h_client *bob = h_client_connect("bob");
+    struct h_client *carol = h_client_connect("carol");
+    free(subscribe(&f, alice, "kept", NULL, NULL));
+    publish(&f, "kept", "k1");
+    xmpp_stanza_release(expect_item(&f, alice, "kept", "k1"));
+    publish(&f, "kept", "k2");
+    xmpp_stanza_release(expect_item(&f, alice, "kept", "k2"));
+
+    free(subscribe(&f, bob, "kept", NULL, NULL));
+    publish(&f, "kept", "k3");
+    xmpp_stanza_release(expect_item(&f, alice, "kept", "k3"));
+    xmpp_stanza_release(expect_item(&f, bob, "kept", "k3"));
+
+    ok(&f, unsubscribe(alice, "kept", h_client_bare_jid(alice), NULL), "alice unsubscribes");
+    publish(&f, "kept", "k4");
+    xmpp_stanza_release(expect_item(&f, bob, "kept", "k4"));
+    expect_silence(alice, "notified after unsubscribing");
+
+    /* A lease of 2 seconds (the database's clock). */
+    PGresult *res = h_sql(f.db, "SELECT to_char((now() + interval '2 seconds') AT TIME ZONE "
+                                "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+    char *fields = h_strf(OPTIONS("<field var='pubsub#expire'><value>%s</value></field>"),
+                          PQgetvalue(res, 0, 0));
+    PQclear(res);
+    free(subscribe(&f, carol, "kept", NULL, fields));
+    publish(&f, "kept", "k5");
+    xmpp_stanza_release(expect_item(&f, bob, "kept", "k5"));
+    xmpp_stanza_release(expect_item(&f, carol, "kept", "k5"));
+    h_pump(2600);
+    ck_assert_int_eq(subscription_rows(&f, "kept", h_client_bare_jid(carol)), 1);
+    publish(&f, "kept", "k6");
+    xmpp_stanza_release(expect_item(&f, bob, "kept", "k6"));
+    expect_silence(carol, "notified after the lease ended");
+    ck_assert_int_eq(subscription_rows(&f, "kept", h_client_bare_jid(carol)), 1);
+    free(fields);
+    h_client_disconnect(carol);
+    h_client_disconnect(bob);
+    h_client_disconnect(alice);
+    fixture_down(&f);
+}
+END_TEST
+
 /* ---- §6.1.7 multiple subscriptions -------------------------------------- */
 
 START_TEST(multi_subscribe)
@@ -796,6 +872,7 @@ static Suite *subscriptions_suite(void)
     tcase_add_test(tc, options_get_set);
     tcase_add_test(tc, subscribe_and_configure);
     tcase_add_test(tc, leased_subscription);
+    tcase_add_test(tc, kept_audience);
     tcase_add_test(tc, multi_subscribe);
     tcase_add_test(tc, multi_subscribe_race);
     tcase_add_test(tc, multi_bare_and_full);
