@@ -130,6 +130,11 @@ static inline bool db_conn_ready(const struct db_conn *c)
  */
 int db_conn_submit(struct db_conn *c, enum db_stmt stmt, int nparams,
                    const char *const *params, db_cb cb, void *arg) MUSTCHECK;
+/* Queries submitted and not yet sent. */
+static inline int db_conn_waiting(const struct db_conn *c)
+{
+    return c->waiting.count;
+}
 /* Queries submitted and not completed. */
 static inline int db_conn_outstanding(const struct db_conn *c)
 {

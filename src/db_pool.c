@@ -153,7 +153,7 @@ static int db_pool_route(const struct db_pool *p, enum db_stmt stmt)
     for (int i = 0; i < p->n; i++) {
         const struct db_conn *c = &p->conns[i];
         load[i].ready = db_conn_ready(c);
-        load[i].waiting = c->waiting.count;
+        load[i].waiting = db_conn_waiting(c);
         load[i].outstanding = db_conn_outstanding(c);
     }
     return db_route_pick(load, p->n, db_stmt_groups_writes(stmt), p->cfg->db_group_max);

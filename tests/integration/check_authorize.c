@@ -538,17 +538,6 @@ static void assert_next_event_at(int line, struct fixture *f, struct h_client *c
         free(in_);                                                                                 \
     } while (0)
 
-/* Asserts that c receives no message within ms. */
-static void assert_quiet(struct fixture *f, struct h_client *c, int ms, const char *what)
-{
-    xmpp_stanza_t *m = h_next_message(c, ms);
-    if (m != NULL) {
-        char *text = h_stanza_to_string(m);
-        h_fail_dump(f->proc);
-        ck_abort_msg("%s: expected no message for %s, got %s", what, h_client_jid(c), text);
-    }
-}
-
 /* ---- data forms ---------------------------------------------------------- */
 
 static xmpp_stanza_t *form_field(xmpp_stanza_t *x, const char *var)
@@ -890,11 +879,11 @@ START_TEST(test_pending_request)
     assert_items_not_subscribed(&f, carol, node, "items of a non-subscriber");
     publish(&f, f.owner, node, "during");
     assert_item_event(&f, dave, node, "during");
-    assert_quiet(&f, bob, QUIET_MS, "publish while pending");
+    h_expect_no_message(f.proc, bob, QUIET_MS, "publish while pending");
     assert_stored_state(&f, node, bob_jid, "pending");
     /* One request, one form per owner, nothing else. */
-    assert_quiet(&f, f.owner, 0, "owner after one request");
-    assert_quiet(&f, eve, 0, "second owner after one request");
+    h_expect_no_message(f.proc, f.owner, 0, "owner after one request");
+    h_expect_no_message(f.proc, eve, 0, "second owner after one request");
 
     free(e1);
     free(e2);
@@ -956,8 +945,8 @@ START_TEST(test_approve)
     assert_item_event(&f, bob, node, "p2");
     assert_item_event(&f, dave, node, "p2");
     assert_items(&f, bob, node, "p1,p2");
-    assert_quiet(&f, bob, QUIET_MS, "after p2");
-    assert_quiet(&f, f.owner, 0, "owner");
+    h_expect_no_message(f.proc, bob, QUIET_MS, "after p2");
+    h_expect_no_message(f.proc, f.owner, 0, "owner");
 
     free(e1);
     free(e2);
@@ -1014,7 +1003,7 @@ START_TEST(test_deny)
 
     publish(&f, f.owner, node, "p1");
     assert_item_event(&f, dave, node, "p1");
-    assert_quiet(&f, carol, QUIET_MS, "publish after denial");
+    h_expect_no_message(f.proc, carol, QUIET_MS, "publish after denial");
     assert_items_not_subscribed(&f, carol, node, "items after denial");
 
     /* A new request. */
@@ -1023,8 +1012,8 @@ START_TEST(test_deny)
     free(assert_approval_form(&f, f.owner, node, carol_jid, sc2));
     assert_stored_state(&f, node, carol_jid, "pending");
     assert_stored_state(&f, node, bob_jid, "pending");
-    assert_quiet(&f, bob, 0, "the other pending entity");
-    assert_quiet(&f, f.owner, 0, "owner");
+    h_expect_no_message(f.proc, bob, 0, "the other pending entity");
+    h_expect_no_message(f.proc, f.owner, 0, "owner");
 
     free(sql);
     free(e1);
@@ -1084,9 +1073,9 @@ START_TEST(test_answers_ignored)
     sync_with(&f, f.owner);
     assert_node_subscriptions(&f, node, pending_list);
     assert_stored_state(&f, node, bob_jid, "pending");
-    assert_quiet(&f, bob, QUIET_MS, "after answers that change nothing");
-    assert_quiet(&f, alice, 0, "the non-owner (messages are never answered)");
-    assert_quiet(&f, f.owner, 0, "the owner (messages are never answered)");
+    h_expect_no_message(f.proc, bob, QUIET_MS, "after answers that change nothing");
+    h_expect_no_message(f.proc, alice, 0, "the non-owner (messages are never answered)");
+    h_expect_no_message(f.proc, f.owner, 0, "the owner (messages are never answered)");
 
     /* The owner approves with "1". */
     send_answer(&f, f.owner, id, node, sb, bob_jid, "1");
@@ -1128,7 +1117,7 @@ START_TEST(test_affiliated_subscribe)
     assert_stored_state(&f, node, h_client_bare_jid(f.owner), "subscribed");
     assert_stored_state(&f, node, h_client_bare_jid(publisher), "subscribed");
     assert_stored_state(&f, node, h_client_jid(dave), "subscribed");
-    assert_quiet(&f, f.owner, QUIET_MS, "owner after affiliated subscriptions");
+    h_expect_no_message(f.proc, f.owner, QUIET_MS, "owner after affiliated subscriptions");
 
     publish(&f, publisher, node, "p1");
     assert_item_event(&f, f.owner, node, "p1");
@@ -1140,8 +1129,8 @@ START_TEST(test_affiliated_subscribe)
     /* The contrast: no affiliation. */
     char *sa = subscribe(&f, alice, node, false, "pending");
     free(assert_approval_form(&f, f.owner, node, h_client_bare_jid(alice), sa));
-    assert_quiet(&f, publisher, 0, "a publisher gets no approval form");
-    assert_quiet(&f, dave, 0, "a member gets no approval form");
+    h_expect_no_message(f.proc, publisher, 0, "a publisher gets no approval form");
+    h_expect_no_message(f.proc, dave, 0, "a member gets no approval form");
 
     free(sa);
     h_client_disconnect(alice);
@@ -1228,7 +1217,7 @@ START_TEST(test_get_pending)
         free(who);
         xmpp_stanza_release(m[i]);
     }
-    assert_quiet(&f, f.owner, QUIET_MS, "owner after the re-sent requests of n1");
+    h_expect_no_message(f.proc, f.owner, QUIET_MS, "owner after the re-sent requests of n1");
     assert_subscription_event(&f, carol, n1, carol_jid, "subscribed");
     assert_stored_state(&f, n1, carol_jid, "subscribed");
     assert_stored_state(&f, n1, bob_jid, "pending");
@@ -1241,8 +1230,8 @@ START_TEST(test_get_pending)
     sid = assert_pending_form(&f, get_pending_execute(&f, f.owner), opts);
     assert_pending_completed(&f, get_pending_submit(&f, f.owner, sid, n3), sid);
     free(sid);
-    assert_quiet(&f, f.owner, QUIET_MS, "owner after get-pending of a node without requests");
-    assert_quiet(&f, eve, 0, "the other node's owner");
+    h_expect_no_message(f.proc, f.owner, QUIET_MS, "owner after get-pending of a node without requests");
+    h_expect_no_message(f.proc, eve, 0, "the other node's owner");
 
     free(opts);
     free(sa);
@@ -1299,8 +1288,8 @@ START_TEST(test_get_pending_errors)
     assert_ps_error(&f, get_pending_submit(&f, f.owner, sid, unknown),
                     "get-pending of an unknown node", "cancel", "item-not-found",
                     H_NO_APP_CONDITION);
-    assert_quiet(&f, alice, QUIET_MS, "a non-owner gets no approval form");
-    assert_quiet(&f, f.owner, 0, "owner after failed get-pending");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "a non-owner gets no approval form");
+    h_expect_no_message(f.proc, f.owner, 0, "owner after failed get-pending");
     assert_stored_state(&f, node, h_client_bare_jid(bob), "pending");
 
     free(sid);
@@ -1393,7 +1382,7 @@ START_TEST(test_resubscribe_while_pending)
 
     xmpp_stanza_t *r = subscribe_iq(&f, bob, node, bob_jid);
     /* Whatever the reply: one request, one form, same subid. */
-    assert_quiet(&f, f.owner, QUIET_MS, "owner after a repeated request");
+    h_expect_no_message(f.proc, f.owner, QUIET_MS, "owner after a repeated request");
     char *entry = owner_entry(bob_jid, "pending", sb);
     char *list = h_strf("<subscriptions xmlns='" H_NS_PUBSUB_OWNER "'>%s</subscriptions>", entry);
     assert_node_subscriptions(&f, node, list);

@@ -554,13 +554,9 @@ static void assert_notifications(struct fixture *f, struct h_client *c,
         free(text);
         xmpp_stanza_release(m);
     }
-    xmpp_stanza_t *m = h_next_message(c, QUIET_MS);
-    if (m != NULL) {
-        char *text = h_stanza_to_string(m);
-        h_fail_dump(f->proc);
-        ck_abort_msg("%s: after the %d expected notifications, another "
-                     "message: %s", who, n, text);
-    }
+    char *why = h_strf("(%s) after the %d expected notifications", who, n);
+    h_expect_no_message(f->proc, c, QUIET_MS, why);
+    free(why);
 }
 
 /* ======================================================================== */

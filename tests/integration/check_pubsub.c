@@ -373,19 +373,6 @@ static void expect_item(struct fixture *f, struct h_client *c,
     free(ev);
 }
 
-/* Asserts that c receives no message for QUIET_MS. */
-static void expect_no_message(struct fixture *f, struct h_client *c,
-                              const char *why)
-{
-    xmpp_stanza_t *m = h_next_message(c, QUIET_MS);
-    if (m != NULL) {
-        char *text = h_stanza_to_string(m);
-        h_fail_dump(f->proc);
-        ck_abort_msg("%s received a message %s: %s", h_client_jid(c), why,
-                     text);
-    }
-}
-
 /* A payload with attributes, nesting and escaped text. */
 static char *test_payload(const char *text)
 {
@@ -596,10 +583,10 @@ START_TEST(test_round_trip)
     free(sql);
 
     /* Nothing else was sent to anyone. */
-    expect_no_message(&f, alice, "after the delete notification");
-    expect_no_message(&f, bob, "after the delete notification");
-    expect_no_message(&f, publisher, "(it never subscribed)");
-    expect_no_message(&f, f.owner, "(it never subscribed)");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after the delete notification");
+    h_expect_no_message(f.proc, bob, QUIET_MS, "after the delete notification");
+    h_expect_no_message(f.proc, publisher, QUIET_MS, "(it never subscribed)");
+    h_expect_no_message(f.proc, f.owner, QUIET_MS, "(it never subscribed)");
 
     free(id1);
     free(id2);
@@ -647,9 +634,9 @@ START_TEST(test_subscription_starts_now)
     expect_item(&f, alice, nid, 3, sa, node, "i3", p3);
     expect_item(&f, bob, nid, 3, sb, node, "i3", p3);
     expect_item(&f, carol, nid, 3, sc, node, "i3", p3);
-    expect_no_message(&f, alice, "after i3");
-    expect_no_message(&f, bob, "after i3");
-    expect_no_message(&f, carol, "after i3");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after i3");
+    h_expect_no_message(f.proc, bob, QUIET_MS, "after i3");
+    h_expect_no_message(f.proc, carol, QUIET_MS, "after i3");
 
     free(p1);
     free(p2);
@@ -833,7 +820,7 @@ START_TEST(test_items_and_nodes)
     free(sql);
     free(anode);
 
-    expect_no_message(&f, alice, "after the last expected notification");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after the last expected notification");
     free(pi);
     free(inode);
     free(unknown);
@@ -956,7 +943,7 @@ START_TEST(test_bad_requests)
 
     /* None of them notified anyone.  Then the limit itself is accepted
      * (1024 bytes): stored, notified as the node's first event. */
-    expect_no_message(&f, alice, "after rejected publishes");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after rejected publishes");
     struct counts before = counts_now(&f);
     ck_assert_int_eq(before.items, 0);
     ck_assert_int_eq(before.seqs, 0);
@@ -1002,7 +989,7 @@ START_TEST(test_bad_requests)
     assert_items(&f, alice, node, NULL, NULL, items);
     free(items);
     free(exact);
-    expect_no_message(&f, alice, "after the one good publish");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after the one good publish");
 
     free(unknown);
     free(node);
@@ -1078,8 +1065,8 @@ START_TEST(test_subscription_errors)
     char *p2 = test_payload("two");
     free(publish(&f, f.owner, node, "i2", p2));
     expect_item(&f, bob, nid, 2, sb, node, "i2", p2);
-    expect_no_message(&f, alice, "after unsubscribing");
-    expect_no_message(&f, bob, "after i2");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after unsubscribing");
+    h_expect_no_message(f.proc, bob, QUIET_MS, "after i2");
 
     free(p1);
     free(p2);
@@ -1557,7 +1544,7 @@ START_TEST(test_two_processes)
         free(text);
         xmpp_stanza_release(m);
     }
-    expect_no_message(&f, alice, "after every seq arrived once");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after every seq arrived once");
 
     free(node);
     h_client_disconnect(alice);

@@ -26,6 +26,7 @@
 #define NOTIFY_TIMEOUT_MS 10000
 #define READY_TIMEOUT_MS 15000
 #define LEASE_WAIT_MS 15000 /* janitor period (dispatch_poll_ms) plus slack */
+#define QUIET_MS 700         /* how long "no further message" is watched */
 
 #define NS_DATA "jabber:x:data"
 #define NS_SHIM "http://jabber.org/protocol/shim"
@@ -494,10 +495,7 @@ START_TEST(leased_subscription)
     publish(&f, "lease", "after2");
     xmpp_stanza_release(expect_item(&f, bob, "lease", "after"));
     xmpp_stanza_release(expect_item(&f, bob, "lease", "after2"));
-    xmpp_stanza_t *m = h_next_message(alice, 500);
-    char *text = h_stanza_to_string(m);
-    ck_assert_msg(m == NULL, "notified after the lease ended: %s", text);
-    free(text);
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after the lease ended");
     err(&f, unsubscribe(alice, "lease", h_client_bare_jid(alice), NULL),
         "unsubscribe after expiry", "cancel", "unexpected-request", "not-subscribed");
     free(fields);
@@ -510,15 +508,6 @@ START_TEST(leased_subscription)
 END_TEST
 
 /* ---- the hand-off's kept audience ---------------------------------------- */
-
-/* c hears nothing within a short wait. */
-static void expect_silence(struct h_client *c, const char *what)
-{
-    xmpp_stanza_t *m = h_next_message(c, 700);
-    char *text = h_stanza_to_string(m);
-    ck_assert_msg(m == NULL, "%s: %s", what, text);
-    free(text);
-}
 
 /*
  * The local hand-off (dispatcher.c) fans a publish out to the audience
@@ -554,7 +543,7 @@ START_TEST(kept_audience)
     ok(&f, unsubscribe(alice, "kept", h_client_bare_jid(alice), NULL), "alice unsubscribes");
     publish(&f, "kept", "k4");
     xmpp_stanza_release(expect_item(&f, bob, "kept", "k4"));
-    expect_silence(alice, "notified after unsubscribing");
+    h_expect_no_message(f.proc, alice, QUIET_MS, "after unsubscribing");
 
     /* A lease of 2 seconds (the database's clock). */
     PGresult *res = h_sql(f.db, "SELECT to_char((now() + interval '2 seconds') AT TIME ZONE "
@@ -570,7 +559,7 @@ START_TEST(kept_audience)
     ck_assert_int_eq(subscription_rows(&f, "kept", h_client_bare_jid(carol)), 1);
     publish(&f, "kept", "k6");
     xmpp_stanza_release(expect_item(&f, bob, "kept", "k6"));
-    expect_silence(carol, "notified after the lease ended");
+    h_expect_no_message(f.proc, carol, QUIET_MS, "after the lease ended");
     ck_assert_int_eq(subscription_rows(&f, "kept", h_client_bare_jid(carol)), 1);
     free(fields);
     h_client_disconnect(carol);
@@ -854,10 +843,7 @@ START_TEST(affiliation_notices)
     set_affiliation(&f, "affn", bj, "none");
     expect_affiliation_notice(&f, bob, "affn", "none");
     set_affiliation(&f, "affn", bj, "none");
-    xmpp_stanza_t *m = h_next_message(bob, 1000);
-    char *text = h_stanza_to_string(m);
-    ck_assert_msg(m == NULL, "a notice for an unchanged affiliation: %s", text);
-    free(text);
+    h_expect_no_message(f.proc, bob, 1000, "for an unchanged affiliation");
     h_client_disconnect(bob);
     fixture_down(&f);
 }

@@ -1117,6 +1117,17 @@ xmpp_stanza_t *h_next_message(struct h_client *c, int timeout_ms)
     }
 }
 
+void h_expect_no_message(struct h_proc *p, struct h_client *c, int quiet_ms, const char *why)
+{
+    xmpp_stanza_t *m = h_next_message(c, quiet_ms);
+    if (m == NULL)
+        return;
+    char *text = h_stanza_to_string(m);
+    if (p != NULL)
+        h_fail_dump(p);
+    ck_abort_msg("%s received a message %s: %s", h_client_jid(c), why, text);
+}
+
 int h_message_count(const struct h_client *c)
 {
     return c->messages.count;

@@ -233,6 +233,10 @@ xmpp_stanza_t *h_iq(struct h_client *c, const char *xml, int timeout_ms);
  * (0: no wait) for one to arrive.  NULL on timeout.  Caller releases. */
 xmpp_stanza_t *h_next_message(struct h_client *c, int timeout_ms);
 
+/* Fails the test (dumping p's log, when p is not NULL) if c receives a
+ * <message/> within quiet_ms; `why` says what it must not be. */
+void h_expect_no_message(struct h_proc *p, struct h_client *c, int quiet_ms, const char *why);
+
 /* Number of queued messages now (does not run the loop). */
 int h_message_count(const struct h_client *c);
 
